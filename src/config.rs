@@ -1,0 +1,683 @@
+//! Typed configuration, loaded once at start-up from layered sources and validated whole.
+//!
+//! Layers, later wins: the defaults in `config/default.toml` (compiled in, so the documented
+//! defaults and the real ones cannot drift apart), a TOML file, `GPU_API_*` variables,
+//! `PROMETHEUS_URL` and `PORT`, then command-line flags. Every problem in every layer is
+//! collected before anything is reported, so an operator fixes a file in one round.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use clap::Parser;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
+use figment::{Figment, Profile, Provider, Source};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+/// The documented defaults, which are also the first layer.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Every section and key the service knows; anything else is a typo worth reporting.
+const KNOWN_KEYS: &[(&str, &[&str])] = &[
+    (
+        "server",
+        &[
+            "listen",
+            "request_timeout",
+            "shutdown_grace",
+            "cors_allowed_origins",
+        ],
+    ),
+    ("prometheus", &["url", "query_timeout"]),
+    ("poller", &["interval", "stale_after", "node_labels"]),
+];
+
+/// Command-line flags. Each one overrides the key it names from every other layer.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML file with settings; see config/default.toml for every key and its default.
+    #[arg(long, env = "GPU_API_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (server.listen), such as 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Base URL of Prometheus (prometheus.url).
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// How often to poll Prometheus (poller.interval), such as 5s.
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[prometheus]`
+    pub prometheus: PrometheusConfig,
+    /// `[poller]`
+    pub poller: PollerConfig,
+}
+
+/// `[server]`: the HTTP side.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+    /// Time granted to in-flight work on shutdown.
+    pub shutdown_grace: Duration,
+    /// Browser origins allowed by CORS.
+    pub cors_allowed_origins: AllowedOrigins,
+}
+
+/// Which browser origins may read the API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AllowedOrigins {
+    /// Any origin (`["*"]`).
+    Any,
+    /// Exactly these origins, as `scheme://host[:port]`.
+    List(Vec<HeaderValue>),
+}
+
+/// `[prometheus]`: where the data comes from.
+#[derive(Debug, Clone)]
+pub struct PrometheusConfig {
+    /// Base URL of the HTTP API.
+    pub url: Url,
+    /// Deadline for one query.
+    pub query_timeout: Duration,
+}
+
+/// `[poller]`: how often and how the data is joined.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    /// Time between polls.
+    pub interval: Duration,
+    /// Age past which data is reported stale.
+    pub stale_after: Duration,
+    /// Labels naming a GPU's node, in order of preference.
+    pub node_labels: Vec<String>,
+}
+
+/// Everything wrong with the configuration, one line per problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Each problem, naming its key and where the value came from.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Loads every layer for these flags and validates the result.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let figment = layers(cli)?;
+        let port = port_override(cli)?;
+        Config::from_figment(&figment, port)
+    }
+
+    /// Validates an assembled figment; `port`, when set, replaces the listen port.
+    pub fn from_figment(figment: &Figment, port: Option<u16>) -> Result<Config, ConfigError> {
+        let mut read = Reader::new(figment);
+        read.unknown_keys();
+
+        let server = read.server(port);
+        let prometheus = read.prometheus();
+        let poller = read.poller();
+        if let (Some(prometheus), Some(poller)) = (&prometheus, &poller) {
+            read.check_timing(prometheus, poller);
+        }
+
+        match (server, prometheus, poller) {
+            (Some(server), Some(prometheus), Some(poller)) if read.problems.is_empty() => {
+                Ok(Config {
+                    server,
+                    prometheus,
+                    poller,
+                })
+            }
+            _ => Err(ConfigError {
+                problems: read.problems,
+            }),
+        }
+    }
+}
+
+fn layers(cli: &Cli) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::from(Toml::string(DEFAULTS));
+
+    if let Some(path) = &cli.config {
+        if !path.is_file() {
+            return Err(ConfigError {
+                problems: vec![format!("config file {}: no such file", path.display())],
+            });
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+
+    figment = figment
+        .merge(Env::prefixed("GPU_API_").split("__").ignore(&["config"]))
+        .merge(
+            Env::raw()
+                .only(&["PROMETHEUS_URL"])
+                .map(|_| "prometheus.url".into()),
+        );
+
+    let flags = [
+        ("server.listen", &cli.listen),
+        ("prometheus.url", &cli.prometheus_url),
+        ("poller.interval", &cli.poll_interval),
+    ];
+    for (key, value) in flags {
+        if let Some(value) = value {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+    }
+    Ok(figment)
+}
+
+/// `PORT`, which older deployments set, replaces the port of `server.listen` unless the
+/// `--listen` flag is given.
+fn port_override(cli: &Cli) -> Result<Option<u16>, ConfigError> {
+    let Some(raw) = std::env::var_os("PORT") else {
+        return Ok(None);
+    };
+    if cli.listen.is_some() {
+        return Ok(None);
+    }
+    let text = raw.to_string_lossy();
+    text.trim().parse().map(Some).map_err(|_| ConfigError {
+        problems: vec![format!("PORT: {text:?} is not a port number (0 to 65535)")],
+    })
+}
+
+/// Reads keys one at a time, so that one bad key does not hide the next.
+struct Reader<'a> {
+    figment: &'a Figment,
+    problems: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(figment: &'a Figment) -> Self {
+        Reader {
+            figment,
+            problems: Vec::new(),
+        }
+    }
+
+    fn server(&mut self, port: Option<u16>) -> Option<ServerConfig> {
+        let listen = self.socket_addr("server.listen").map(|mut addr| {
+            if let Some(port) = port {
+                addr.set_port(port);
+            }
+            addr
+        });
+        let request_timeout = self.duration("server.request_timeout");
+        let shutdown_grace = self.duration("server.shutdown_grace");
+        let cors_allowed_origins = self.origins("server.cors_allowed_origins");
+
+        Some(ServerConfig {
+            listen: listen?,
+            request_timeout: request_timeout?,
+            shutdown_grace: shutdown_grace?,
+            cors_allowed_origins: cors_allowed_origins?,
+        })
+    }
+
+    fn prometheus(&mut self) -> Option<PrometheusConfig> {
+        let url = self.url("prometheus.url");
+        let query_timeout = self.duration("prometheus.query_timeout");
+
+        Some(PrometheusConfig {
+            url: url?,
+            query_timeout: query_timeout?,
+        })
+    }
+
+    fn poller(&mut self) -> Option<PollerConfig> {
+        let interval = self.duration("poller.interval");
+        let stale_after = self.duration("poller.stale_after");
+        let node_labels = self.label_names("poller.node_labels");
+
+        Some(PollerConfig {
+            interval: interval?,
+            stale_after: stale_after?,
+            node_labels: node_labels?,
+        })
+    }
+
+    fn check_timing(&mut self, prometheus: &PrometheusConfig, poller: &PollerConfig) {
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        if prometheus.query_timeout >= poller.interval {
+            self.problem(
+                "prometheus.query_timeout",
+                format!(
+                    "{} must be shorter than poller.interval ({}), or polls would overlap",
+                    show(prometheus.query_timeout),
+                    show(poller.interval)
+                ),
+            );
+        }
+        if poller.stale_after < poller.interval {
+            self.problem(
+                "poller.stale_after",
+                format!(
+                    "{} must be at least poller.interval ({}), or every answer would be stale",
+                    show(poller.stale_after),
+                    show(poller.interval)
+                ),
+            );
+        }
+    }
+
+    fn unknown_keys(&mut self) {
+        let data = match self.figment.data() {
+            Ok(data) => data,
+            Err(error) => return self.problems.push(error.to_string()),
+        };
+        let Some(root) = data.get(&Profile::Default) else {
+            return;
+        };
+        for (section, value) in root {
+            self.unknown_in_section(section, value);
+        }
+    }
+
+    fn unknown_in_section(&mut self, section: &str, value: &Value) {
+        let Some((_, keys)) = KNOWN_KEYS.iter().find(|(name, _)| *name == section) else {
+            let sections: Vec<_> = KNOWN_KEYS.iter().map(|(name, _)| *name).collect();
+            let message = format!(
+                "unknown section; known sections are {}",
+                sections.join(", ")
+            );
+            return self.problem(section, message);
+        };
+        let Some(table) = value.as_dict() else {
+            return self.problem(section, "must be a table of keys".into());
+        };
+        for key in table.keys().filter(|key| !keys.contains(&key.as_str())) {
+            let message = format!("unknown key; [{section}] has {}", keys.join(", "));
+            self.problem(&format!("{section}.{key}"), message);
+        }
+    }
+
+    fn value<T: DeserializeOwned>(&mut self, key: &str, expected: &str) -> Option<T> {
+        match self.figment.extract_inner::<T>(key) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                let found = self.figment.find_value(key).ok();
+                let found = found.as_ref().map_or("nothing".into(), describe);
+                self.problem(key, format!("expected {expected}, found {found}"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str) -> Option<Duration> {
+        let text: String = self.value(key, "a duration such as \"5s\" or \"500ms\"")?;
+        match humantime::parse_duration(&text) {
+            Ok(duration) if duration.is_zero() => self.fail(key, "must be longer than zero".into()),
+            Ok(duration) => Some(duration),
+            Err(error) => self.fail(key, format!("{text:?} is not a duration: {error}")),
+        }
+    }
+
+    fn socket_addr(&mut self, key: &str) -> Option<SocketAddr> {
+        let text: String = self.value(key, "an address such as \"0.0.0.0:8080\"")?;
+        text.trim().parse().ok().or_else(|| {
+            self.fail(
+                key,
+                format!("{text:?} is not an IP:PORT address such as \"0.0.0.0:8080\""),
+            )
+        })
+    }
+
+    fn url(&mut self, key: &str) -> Option<Url> {
+        let text: String = self.value(key, "a URL such as \"http://prometheus:9090\"")?;
+        let shown = Url::parse(&text).map_or_else(
+            |_| "the value".to_owned(),
+            |u| format!("{:?}", crate::prometheus::redact_url(&u)),
+        );
+        match Url::parse(&text) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                self.fail(key, format!("{shown} must start with http:// or https://"))
+            }
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+                self.fail(key, format!("{shown} has no host"))
+            }
+            Ok(url) => Some(url),
+            Err(error) => self.fail(key, format!("the value is not a URL: {error}")),
+        }
+    }
+
+    fn origins(&mut self, key: &str) -> Option<AllowedOrigins> {
+        let list: Vec<String> = self.value(key, "a list of origins such as [\"*\"]")?;
+        if list.iter().any(|o| o == "*") {
+            if list.len() > 1 {
+                return self.fail(key, "\"*\" allows any origin and cannot be combined".into());
+            }
+            return Some(AllowedOrigins::Any);
+        }
+        if list.is_empty() {
+            return self.fail(key, "is empty; use [\"*\"] to allow any origin".into());
+        }
+        let parsed: Vec<_> = list.iter().map(|o| parse_origin(o)).collect();
+        let bad: Vec<_> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().err().cloned())
+            .collect();
+        if !bad.is_empty() {
+            return self.fail(key, bad.join("; "));
+        }
+        Some(AllowedOrigins::List(parsed.into_iter().flatten().collect()))
+    }
+
+    fn label_names(&mut self, key: &str) -> Option<Vec<String>> {
+        let labels: Vec<String> = self.value(key, "a list of label names")?;
+        if labels.is_empty() {
+            return self.fail(key, "must name at least one label".into());
+        }
+        let bad: Vec<_> = labels.iter().filter(|l| !is_label_name(l)).collect();
+        if !bad.is_empty() {
+            return self.fail(key, format!("{bad:?} are not Prometheus label names"));
+        }
+        Some(labels)
+    }
+
+    fn fail<T>(&mut self, key: &str, message: String) -> Option<T> {
+        self.problem(key, message);
+        None
+    }
+
+    fn problem(&mut self, key: &str, message: String) {
+        let origin = self.origin(key);
+        self.problems.push(format!("{key}: {message}{origin}"));
+    }
+
+    /// " (from …)" naming the file or variable that supplied the key, if known.
+    fn origin(&self, key: &str) -> String {
+        let Some(metadata) = self.figment.find_metadata(key) else {
+            return String::new();
+        };
+        match &metadata.source {
+            Some(Source::File(path)) => format!(" (in {})", path.display()),
+            _ if metadata.name.contains("GPU_API_") => {
+                let name = format!("GPU_API_{}", key.replace('.', "__").to_uppercase());
+                format!(" (from environment variable {name})")
+            }
+            _ if metadata.name.contains("environment") => {
+                " (from environment variable PROMETHEUS_URL)".into()
+            }
+            _ if metadata.name.contains("Serialized") => " (from a command-line flag)".into(),
+            _ => String::new(),
+        }
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Char(_, c) => format!("{c:?}"),
+        Value::Bool(_, b) => format!("{b}"),
+        Value::Num(..) => {
+            let number = serde_json::to_string(value).unwrap_or_else(|_| "?".into());
+            format!("the number {number}")
+        }
+        Value::Empty(_, _) => "nothing".into(),
+        Value::Dict(_, _) => "a table".into(),
+        Value::Array(_, _) => "a list".into(),
+    }
+}
+
+fn parse_origin(text: &str) -> Result<HeaderValue, String> {
+    let url = Url::parse(text).map_err(|e| format!("{text:?} is not an origin: {e}"))?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+        return Err(format!(
+            "{text:?} is not an origin such as \"https://grafana.example.com\""
+        ));
+    }
+    HeaderValue::from_str(&url.origin().ascii_serialization()).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Only for tests: an empty dict of the default profile, used to assert that the defaults
+/// carry every known key.
+#[cfg(test)]
+fn default_dict() -> figment::value::Dict {
+    Figment::from(Toml::string(DEFAULTS))
+        .data()
+        .expect("defaults parse")
+        .remove(&Profile::Default)
+        .expect("default profile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(toml: &str) -> Result<Config, ConfigError> {
+        let figment = Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(toml));
+        Config::from_figment(&figment, None)
+    }
+
+    fn problems(toml: &str) -> Vec<String> {
+        load_toml(toml).expect_err("invalid config").problems
+    }
+
+    #[test]
+    fn the_documented_defaults_load_and_cover_every_known_key() {
+        let config = load_toml("").expect("defaults are valid");
+
+        assert_eq!(config.server.listen, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(config.poller.interval, Duration::from_secs(5));
+        assert_eq!(config.poller.stale_after, Duration::from_secs(15));
+        assert_eq!(config.prometheus.query_timeout, Duration::from_secs(3));
+        assert_eq!(config.server.cors_allowed_origins, AllowedOrigins::Any);
+        assert_eq!(config.poller.node_labels[0], "node");
+        assert_eq!(
+            config.poller.node_labels.last().map(String::as_str),
+            Some("instance")
+        );
+
+        let dict = default_dict();
+        for (section, keys) in KNOWN_KEYS {
+            let table = dict[*section].as_dict().expect("section is a table");
+            assert_eq!(table.len(), keys.len(), "[{section}] documents every key");
+        }
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_at_once() {
+        let found = problems(
+            r#"
+            [server]
+            listen = "nowhere"
+            lisen = "0.0.0.0:1"
+            [prometheus]
+            url = "ftp://prom"
+            [poller]
+            interval = "5 parsecs"
+            "#,
+        );
+
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert!(
+            found[0].starts_with("server.lisen: unknown key"),
+            "{found:#?}"
+        );
+        assert!(found.iter().any(|p| p.starts_with("server.listen:")));
+        assert!(found.iter().any(|p| p.starts_with("prometheus.url:")));
+        assert!(found.iter().any(|p| p.starts_with("poller.interval:")));
+    }
+
+    #[test]
+    fn a_query_timeout_not_shorter_than_the_interval_is_refused() {
+        let found = problems("[poller]\ninterval = \"2s\"\n[prometheus]\nquery_timeout = \"2s\"");
+
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].contains("must be shorter than poller.interval (2s)"),
+            "{}",
+            found[0]
+        );
+    }
+
+    #[test]
+    fn a_bare_number_for_a_duration_asks_for_a_unit() {
+        let found = problems("[poller]\ninterval = 5");
+
+        assert!(
+            found[0].contains("expected a duration such as \"5s\""),
+            "{}",
+            found[0]
+        );
+        assert!(found[0].contains("found the number 5"), "{}", found[0]);
+    }
+
+    #[test]
+    fn zero_durations_are_refused() {
+        let found = problems("[server]\nrequest_timeout = \"0s\"");
+        assert_eq!(
+            found,
+            vec!["server.request_timeout: must be longer than zero"]
+        );
+    }
+
+    #[test]
+    fn stale_after_shorter_than_the_interval_is_refused() {
+        let found = problems("[poller]\nstale_after = \"1s\"");
+        assert!(
+            found[0].starts_with("poller.stale_after: 1s must be at least"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn credentials_in_a_bad_prometheus_url_are_not_repeated() {
+        let found = problems("[prometheus]\nurl = \"ftp://user:hunter2@prom\"");
+        assert!(!found[0].contains("hunter2"), "{}", found[0]);
+    }
+
+    #[test]
+    fn cors_origins_are_checked_and_normalised() {
+        let config = load_toml("[server]\ncors_allowed_origins = [\"https://grafana.example\"]")
+            .expect("valid origin");
+        assert_eq!(
+            config.server.cors_allowed_origins,
+            AllowedOrigins::List(vec![HeaderValue::from_static("https://grafana.example")])
+        );
+
+        let found = problems("[server]\ncors_allowed_origins = [\"*\", \"https://a.example\"]");
+        assert!(found[0].contains("cannot be combined"), "{found:?}");
+        let found = problems("[server]\ncors_allowed_origins = [\"grafana\"]");
+        assert!(
+            found[0].contains("\"grafana\" is not an origin"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn node_labels_must_be_label_names() {
+        let found = problems("[poller]\nnode_labels = [\"node\", \"k8s-node\"]");
+        assert!(
+            found[0].contains("[\"k8s-node\"] are not Prometheus label names"),
+            "{found:?}"
+        );
+        let found = problems("[poller]\nnode_labels = []");
+        assert!(found[0].contains("at least one label"), "{found:?}");
+    }
+
+    #[test]
+    fn unknown_sections_are_reported() {
+        let found = problems("[poler]\ninterval = \"1s\"");
+        assert!(found[0].starts_with("poler: unknown section"), "{found:?}");
+    }
+
+    #[test]
+    fn environment_layers_override_the_file_and_name_themselves_in_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "gpu.toml",
+                "[poller]\ninterval = \"7s\"\nstale_after = \"30s\"",
+            )?;
+            jail.set_env("GPU_API_PROMETHEUS__QUERY_TIMEOUT", "1s");
+            jail.set_env("PROMETHEUS_URL", "http://prom.monitoring:9090");
+            jail.set_env("PORT", "9000");
+            let cli = Cli {
+                config: Some("gpu.toml".into()),
+                ..Cli::default()
+            };
+
+            let config = Config::load(&cli).expect("valid layers");
+            assert_eq!(config.poller.interval, Duration::from_secs(7));
+            assert_eq!(config.prometheus.query_timeout, Duration::from_secs(1));
+            assert_eq!(
+                config.prometheus.url.as_str(),
+                "http://prom.monitoring:9090/"
+            );
+            assert_eq!(config.server.listen.port(), 9000);
+
+            jail.set_env("GPU_API_POLLER__INTERVAL", "soon");
+            let error = Config::load(&cli).expect_err("bad env duration");
+            assert!(
+                error.problems[0].contains("GPU_API_POLLER__INTERVAL"),
+                "{error}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn flags_override_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GPU_API_POLLER__INTERVAL", "9s");
+            let cli = Cli {
+                poll_interval: Some("6s".into()),
+                ..Cli::default()
+            };
+
+            let config = Config::load(&cli).expect("valid layers");
+            assert_eq!(config.poller.interval, Duration::from_secs(6));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_named() {
+        let cli = Cli {
+            config: Some("/nonexistent/gpu.toml".into()),
+            ..Cli::default()
+        };
+        let error = Config::load(&cli).expect_err("missing file");
+        assert_eq!(
+            error.problems,
+            vec!["config file /nonexistent/gpu.toml: no such file"]
+        );
+    }
+}
