@@ -1,0 +1,208 @@
+//! An HTTP client for Prometheus's instant-query endpoint.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use url::Url;
+
+use super::response::{self, DecodeError, Sample};
+
+/// Why one query brought back no samples.
+///
+/// Display texts never contain the Prometheus URL's credentials: the URL in them is the
+/// redacted one, and transport errors are stripped of the URL reqwest would add.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// No HTTP answer: connection refused, reset, DNS, TLS.
+    #[error("cannot reach prometheus at {url}: {reason}")]
+    Unreachable {
+        /// The redacted base URL.
+        url: String,
+        /// The transport error's own text, without its URL.
+        reason: String,
+    },
+    /// No complete answer within `prometheus.query_timeout`.
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// Prometheus answered with an error status.
+    #[error("prometheus answered {status}: {reason}")]
+    Status {
+        /// The HTTP status.
+        status: StatusCode,
+        /// Prometheus's own reason when the body had one, else what was wrong with the body.
+        reason: String,
+    },
+    /// Prometheus answered 2xx but the body was not usable.
+    #[error("{0}")]
+    Body(#[from] DecodeError),
+}
+
+impl QueryError {
+    /// True when Prometheus itself could not be reached, as opposed to answering badly.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            QueryError::Unreachable { .. } | QueryError::Timeout(_)
+        )
+    }
+}
+
+/// A Prometheus server, identified by its base URL.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    query_url: Url,
+    basic_auth: Option<(String, String)>,
+    redacted: String,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Builds a client for the Prometheus at `base`, whose queries give up after `timeout`.
+    ///
+    /// Credentials in the URL's userinfo are sent as HTTP basic auth, and are kept out of
+    /// the URL that reaches logs and error messages.
+    pub fn new(base: &Url, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("gpu-monitoring-api/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+
+        Ok(Client {
+            http,
+            query_url: query_url(base),
+            basic_auth: basic_auth(base),
+            redacted: redact(base),
+            timeout,
+        })
+    }
+
+    /// The base URL with any credentials removed, fit for logs and the health endpoint.
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted
+    }
+
+    /// Runs one instant query and returns its vector.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, QueryError> {
+        tokio::time::timeout(self.timeout, self.send(promql))
+            .await
+            .map_err(|_| QueryError::Timeout(self.timeout))?
+    }
+
+    async fn send(&self, promql: &str) -> Result<Vec<Sample>, QueryError> {
+        let mut request = self
+            .http
+            .get(self.query_url.clone())
+            .query(&[("query", promql)]);
+        if let Some((user, password)) = &self.basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.unreachable(e))?;
+
+        let decoded = response::decode(&body);
+        if status.is_success() {
+            return Ok(decoded?);
+        }
+
+        let reason = match decoded {
+            Err(DecodeError::Api { .. }) | Err(DecodeError::Malformed(_)) => {
+                decoded.expect_err("matched an error").to_string()
+            }
+            _ => "the body is not an error document".to_owned(),
+        };
+        Err(QueryError::Status { status, reason })
+    }
+
+    fn unreachable(&self, error: reqwest::Error) -> QueryError {
+        QueryError::Unreachable {
+            url: self.redacted.clone(),
+            reason: error_chain(&error.without_url()),
+        }
+    }
+}
+
+/// Joins an error's sources, since reqwest's top-level text ("error sending request") hides
+/// the useful part ("connection refused") in its source chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn query_url(base: &Url) -> Url {
+    let mut url = base.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.path_segments_mut()
+        .expect("a validated http(s) URL has a path")
+        .pop_if_empty()
+        .extend(["api", "v1", "query"]);
+    url
+}
+
+fn basic_auth(base: &Url) -> Option<(String, String)> {
+    if base.username().is_empty() && base.password().is_none() {
+        return None;
+    }
+    Some((
+        base.username().to_owned(),
+        base.password().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// The URL with userinfo, query and fragment removed.
+pub fn redact(url: &Url) -> String {
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    clean.set_query(None);
+    clean.set_fragment(None);
+    clean.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("test URL")
+    }
+
+    #[test]
+    fn the_query_path_is_appended_to_a_base_path_prefix() {
+        assert_eq!(
+            query_url(&url("http://prom:9090")).as_str(),
+            "http://prom:9090/api/v1/query"
+        );
+        assert_eq!(
+            query_url(&url("https://gw.example/prometheus/")).as_str(),
+            "https://gw.example/prometheus/api/v1/query"
+        );
+    }
+
+    #[test]
+    fn credentials_never_reach_the_redacted_url_or_the_query_url() {
+        let base = url("http://admin:s3cret@prom:9090/?token=abc");
+
+        assert_eq!(redact(&base), "http://prom:9090/");
+        assert!(!query_url(&base).as_str().contains("s3cret"));
+        assert_eq!(
+            basic_auth(&base),
+            Some(("admin".to_owned(), "s3cret".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_url_without_userinfo_sends_no_basic_auth() {
+        assert_eq!(basic_auth(&url("http://prom:9090")), None);
+    }
+}

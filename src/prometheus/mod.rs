@@ -1,0 +1,10 @@
+//! The Prometheus HTTP API, as far as this service uses it: instant queries.
+//!
+//! Everything that comes back is untrusted input. [`response`] decodes it into [`Sample`]s or
+//! a [`QueryError`] that says what was wrong, and nothing here panics on what Prometheus sends.
+
+mod client;
+mod response;
+
+pub use client::{Client, QueryError, redact as redact_url};
+pub use response::{Sample, parse_sample_value};

@@ -1,0 +1,190 @@
+//! Decoding of `/api/v1/query` response bodies.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One series of an instant vector: its labels and its value at the query time.
+///
+/// Label maps stay at this edge; the poller turns them into domain types straight away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The series' labels, `__name__` included when Prometheus sends it.
+    pub labels: BTreeMap<String, String>,
+    /// The value, which may be NaN or infinite: Prometheus can hold both.
+    pub value: f64,
+}
+
+/// Why a response body could not be turned into samples.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is not the JSON the API documents.
+    #[error("response is not a Prometheus API document: {0}")]
+    Malformed(String),
+    /// Prometheus reported a failure in the body.
+    #[error("{error_type}: {message}")]
+    Api {
+        /// Prometheus's `errorType`, such as `bad_data` or `timeout`.
+        error_type: String,
+        /// Prometheus's `error` text.
+        message: String,
+    },
+    /// The query answered something other than an instant vector.
+    #[error("expected a vector result, got {0}")]
+    NotAVector(String),
+    /// A sample value is not a number in any form Prometheus writes.
+    #[error("sample value {0:?} is not a number")]
+    BadValue(String),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    data: Option<Data>,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    #[serde(default)]
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+/// Decodes a query response body, whatever the HTTP status it came with.
+///
+/// Prometheus sends its error document with 4xx and 5xx statuses too, so the caller decodes
+/// those bodies here as well, to report Prometheus's own reason.
+pub fn decode(body: &[u8]) -> Result<Vec<Sample>, DecodeError> {
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+
+    if envelope.status != "success" {
+        return Err(DecodeError::Api {
+            error_type: envelope.error_type.unwrap_or_else(|| "unknown".into()),
+            message: envelope.error.unwrap_or_else(|| "no reason given".into()),
+        });
+    }
+
+    let data = envelope
+        .data
+        .ok_or_else(|| DecodeError::Malformed("status is success but data is missing".into()))?;
+    if data.result_type != "vector" {
+        return Err(DecodeError::NotAVector(data.result_type));
+    }
+
+    let series: Vec<VectorSample> = serde_json::from_value(data.result)
+        .map_err(|e| DecodeError::Malformed(format!("vector result: {e}")))?;
+    series.into_iter().map(Sample::try_from).collect()
+}
+
+impl TryFrom<VectorSample> for Sample {
+    type Error = DecodeError;
+
+    fn try_from(raw: VectorSample) -> Result<Self, Self::Error> {
+        let (_timestamp, value) = raw.value;
+        Ok(Sample {
+            labels: raw.metric,
+            value: parse_sample_value(&value)?,
+        })
+    }
+}
+
+/// Parses a sample value the way Prometheus writes it in JSON: a decimal or exponent
+/// number, `NaN`, `+Inf` or `-Inf`, always inside a string.
+pub fn parse_sample_value(text: &str) -> Result<f64, DecodeError> {
+    match text {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => text
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| DecodeError::BadValue(text.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_str(body: &str) -> Result<Vec<Sample>, DecodeError> {
+        decode(body.as_bytes())
+    }
+
+    #[test]
+    fn a_vector_result_becomes_samples_with_their_labels() {
+        let samples = decode_str(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"__name__":"m","uuid":"abc"},"value":[1700000000.5,"0.25"]}]}}"#,
+        )
+        .expect("valid body");
+
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].labels["uuid"], "abc");
+        assert_eq!(samples[0].value, 0.25);
+    }
+
+    #[test]
+    fn an_empty_vector_is_no_samples_not_an_error() {
+        let samples =
+            decode_str(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
+        assert_eq!(samples, Ok(vec![]));
+    }
+
+    #[test]
+    fn prometheus_error_documents_keep_their_type_and_reason() {
+        let err = decode_str(r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#)
+            .expect_err("error document");
+        assert_eq!(err.to_string(), "bad_data: parse error");
+    }
+
+    #[test]
+    fn a_matrix_result_is_refused_by_name() {
+        let err = decode_str(r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#)
+            .expect_err("not a vector");
+        assert_eq!(err, DecodeError::NotAVector("matrix".into()));
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_malformed() {
+        let err = decode_str("<html>proxy error</html>").expect_err("not json");
+        assert!(matches!(err, DecodeError::Malformed(_)), "{err:?}");
+    }
+
+    #[test]
+    fn special_values_parse_as_prometheus_writes_them() {
+        assert!(parse_sample_value("NaN").expect("NaN").is_nan());
+        assert_eq!(parse_sample_value("+Inf"), Ok(f64::INFINITY));
+        assert_eq!(parse_sample_value("-Inf"), Ok(f64::NEG_INFINITY));
+        assert_eq!(parse_sample_value("1e+03"), Ok(1000.0));
+        assert_eq!(parse_sample_value("8.5520809984e+10"), Ok(85_520_809_984.0));
+        assert_eq!(parse_sample_value("-0.5"), Ok(-0.5));
+    }
+
+    #[test]
+    fn text_that_is_no_number_is_refused_with_the_text() {
+        let err = parse_sample_value("twelve").expect_err("not a number");
+        assert_eq!(err.to_string(), r#"sample value "twelve" is not a number"#);
+    }
+
+    #[test]
+    fn a_sample_whose_value_is_no_number_fails_the_whole_decode() {
+        let err = decode_str(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{},"value":[1,"x"]}]}}"#,
+        )
+        .expect_err("bad value");
+        assert_eq!(err, DecodeError::BadValue("x".into()));
+    }
+}
