@@ -1,0 +1,156 @@
+//! The background task that keeps the snapshot fresh.
+//!
+//! [`poll_once`] is one poll, easy to test on its own; [`Poller::run`] is the loop around it:
+//! the interval, publishing, status, and stopping when told to.
+
+mod join;
+mod poll;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use join::GpuTable;
+pub use poll::{PollOutcome, poll_once};
+
+use crate::exporter::ExporterFamily;
+use crate::prometheus::Client;
+use crate::snapshot::{Gpu, PollStatus, QueryFailure, Snapshot, Store};
+
+/// Polls Prometheus on an interval and publishes what it finds.
+#[derive(Debug)]
+pub struct Poller {
+    client: Client,
+    family: &'static ExporterFamily,
+    node_labels: Vec<String>,
+    interval: Duration,
+    store: Arc<Store>,
+}
+
+impl Poller {
+    /// A poller that publishes into `store`.
+    pub fn new(
+        client: Client,
+        family: &'static ExporterFamily,
+        node_labels: Vec<String>,
+        interval: Duration,
+        store: Arc<Store>,
+    ) -> Self {
+        Poller {
+            client,
+            family,
+            node_labels,
+            interval,
+            store,
+        }
+    }
+
+    /// Polls until `cancel` fires: once at once, then every interval.
+    ///
+    /// A poll runs to completion before the next tick is awaited, so polls never overlap, and
+    /// a tick missed while a slow poll ran is delayed rather than fired in a burst.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        let span = tracing::info_span!("poller", family = self.family.name);
+        async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = self.poll_and_publish() => {}
+                }
+            }
+            tracing::debug!("poller stopped");
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs one poll and records its result in the store.
+    pub async fn poll_and_publish(&self) {
+        let started = Instant::now();
+        let outcome = poll_once(&self.client, self.family, &self.node_labels).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+
+        let previous = self.store.status();
+        let status = match outcome {
+            PollOutcome::Joined { gpus, failures } => self.publish(gpus, failures, elapsed_ms),
+            PollOutcome::Failed {
+                failures,
+                unreachable,
+            } => self.record_failure(&previous, failures, unreachable),
+        };
+        log_transition(&previous, &status, elapsed_ms);
+        self.store.set_status(status);
+    }
+
+    fn publish(&self, gpus: Vec<Gpu>, failures: Vec<QueryFailure>, elapsed_ms: u64) -> PollStatus {
+        let now = SystemTime::now();
+        let snapshot = Snapshot::new(
+            self.store.next_generation(),
+            now,
+            Instant::now(),
+            gpus,
+            failures,
+        );
+        tracing::debug!(
+            generation = snapshot.generation,
+            gpus = snapshot.gpus.len(),
+            nodes = snapshot.node_count,
+            failed_queries = snapshot.failures.len(),
+            elapsed_ms,
+            "published snapshot"
+        );
+
+        let last_error = summarize(&snapshot.failures);
+        self.store.publish(snapshot);
+        PollStatus {
+            reachable: Some(true),
+            last_success_at: Some(now),
+            last_error,
+        }
+    }
+
+    fn record_failure(
+        &self,
+        previous: &PollStatus,
+        failures: Vec<QueryFailure>,
+        unreachable: bool,
+    ) -> PollStatus {
+        PollStatus {
+            reachable: Some(!unreachable),
+            last_success_at: previous.last_success_at,
+            last_error: summarize(&failures),
+        }
+    }
+}
+
+/// One line for the health endpoint: the first failure, and how many others there were.
+fn summarize(failures: &[QueryFailure]) -> Option<String> {
+    let first = failures.first()?;
+    let text = format!("{}: {}", first.metric, first.reason);
+    Some(match failures.len() {
+        1 => text,
+        n => format!("{text} (and {} more failed queries)", n - 1),
+    })
+}
+
+/// Logs changes of health rather than every poll, so that an outage of an hour is two WARN
+/// lines and not seven hundred.
+fn log_transition(previous: &PollStatus, current: &PollStatus, elapsed_ms: u64) {
+    match (&previous.last_error, &current.last_error) {
+        (_, Some(error)) if previous.last_error.as_ref() != Some(error) => {
+            tracing::warn!(error = %error, reachable = current.reachable, elapsed_ms, "poll failed");
+        }
+        (Some(_), None) => tracing::info!(elapsed_ms, "poll recovered"),
+        _ => {}
+    }
+}

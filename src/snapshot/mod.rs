@@ -1,0 +1,13 @@
+//! The immutable view of the cluster that every request is answered from.
+//!
+//! The poller builds a [`Snapshot`] whole, derives everything the endpoints need at that
+//! moment (sort order, node summaries, averages), and publishes it through the [`Store`] with
+//! one atomic swap. Readers never see a half-built snapshot and never wait for the poller.
+
+mod model;
+mod store;
+mod summary;
+
+pub use model::{Gpu, GpuId, InvalidName, NodeName, QueryFailure, Snapshot};
+pub use store::{PollStatus, Store};
+pub use summary::NodeSummary;
