@@ -1,0 +1,81 @@
+//! Every way a request can fail, mapped to a status and an envelope in one place.
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::envelope::failure;
+
+/// A request that cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No route has this path.
+    #[error("no endpoint at {0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("method {0} is not allowed here; use GET or HEAD")]
+    MethodNotAllowed(Method),
+    /// A query parameter the endpoint does not take, or a malformed one.
+    #[error("{0}")]
+    BadParameter(String),
+    /// No poll has succeeded yet.
+    #[error("no data yet: no poll of prometheus has succeeded since start-up")]
+    NoData,
+    /// The request ran past `server.request_timeout`.
+    #[error("the request took longer than {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::NoData => (StatusCode::SERVICE_UNAVAILABLE, "no_data"),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut response = failure(status, code, self.to_string());
+        if let ApiError::MethodNotAllowed(_) = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        }
+        response
+    }
+}
+
+/// Fallback for paths no route matches.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_owned())
+}
+
+/// Fallback for known paths asked with another method.
+pub async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method)
+}
+
+/// Turns a handler panic into a 500 envelope; the panic text goes to the log, never to the
+/// client.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("non-text panic payload");
+    tracing::error!(panic = detail, "request handler panicked");
+
+    failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error".to_owned(),
+    )
+}

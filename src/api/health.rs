@@ -1,0 +1,108 @@
+//! Health for people and dashboards, and the two Kubernetes probes.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::envelope::{answer, timestamp};
+use super::params::NoParams;
+use super::{ApiError, AppState};
+use crate::snapshot::{PollStatus, Snapshot};
+
+/// The service's verdict on itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fresh data from a complete poll.
+    Ok,
+    /// Data is served, but the latest poll failed or was partial, or the data is stale.
+    Degraded,
+    /// Nothing to serve yet.
+    Unavailable,
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: Status,
+    prometheus: PrometheusHealth<'a>,
+}
+
+#[derive(Serialize)]
+struct PrometheusHealth<'a> {
+    url: &'a str,
+    reachable: Option<bool>,
+    last_success_at: Option<String>,
+    last_error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Probe {
+    status: &'static str,
+}
+
+/// `GET /api/health`: 200 while there is data to serve, 503 before.
+///
+/// Unlike the other endpoints it carries `data` even when unavailable, because there the
+/// data is the diagnosis: whether Prometheus is reachable and what the last error was.
+pub async fn health(State(state): State<AppState>, _: NoParams) -> Response {
+    let snapshot = state.store.snapshot();
+    let poll = state.store.status();
+    let status = verdict(snapshot.as_deref(), &poll, &state);
+
+    let data = Health {
+        status,
+        prometheus: PrometheusHealth {
+            url: &state.prometheus_url,
+            reachable: poll.reachable,
+            last_success_at: poll.last_success_at.map(timestamp),
+            last_error: poll.last_error.as_deref(),
+        },
+    };
+    let (code, message) = match status {
+        Status::Ok => (StatusCode::OK, "serving fresh data from complete polls"),
+        Status::Degraded => (
+            StatusCode::OK,
+            "serving data, but the latest poll failed, was partial, or the data is stale",
+        ),
+        Status::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no data to serve: no poll of prometheus has succeeded yet",
+        ),
+    };
+    answer(code, &state, snapshot.as_deref(), data, message.to_owned())
+}
+
+fn verdict(snapshot: Option<&Snapshot>, poll: &PollStatus, state: &AppState) -> Status {
+    let Some(snapshot) = snapshot else {
+        return Status::Unavailable;
+    };
+    let stale =
+        Instant::now().saturating_duration_since(snapshot.collected_instant) > state.stale_after;
+    if poll.healthy() && snapshot.complete() && !stale {
+        Status::Ok
+    } else {
+        Status::Degraded
+    }
+}
+
+/// `GET /livez`: 200 for as long as the process can answer at all.
+pub async fn livez(State(state): State<AppState>) -> Response {
+    let probe = Probe { status: "alive" };
+    answer(StatusCode::OK, &state, None, probe, "alive".to_owned())
+}
+
+/// `GET /readyz`: 200 once there is a snapshot to serve, so that Kubernetes sends no traffic
+/// to a replica that could only answer 503.
+pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let snapshot = state.store.snapshot().ok_or(ApiError::NoData)?;
+    let probe = Probe { status: "ready" };
+    Ok(answer(
+        StatusCode::OK,
+        &state,
+        Some(&snapshot),
+        probe,
+        "ready".to_owned(),
+    ))
+}
