@@ -1,0 +1,91 @@
+//! Test harness: a real Prometheus, exporter pages for it to scrape, and the service.
+#![allow(dead_code)]
+
+pub mod prometheus;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use gpu_monitoring_api::config::{Config, DEFAULTS};
+use gpu_monitoring_api::Application;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves `page` at `/metrics` on a free loopback port, like one node's exporter.
+pub async fn serve_exporter_page(page: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind exporter");
+    let addr = listener.local_addr().expect("exporter address");
+    let app = Router::new().route("/metrics", get(move || async move { page }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A configuration from the built-in defaults with `overrides` (TOML) on top.
+pub fn config(overrides: &str) -> Config {
+    let figment = Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(overrides));
+    Config::from_figment(&figment, None).expect("test configuration is valid")
+}
+
+/// The service, running in this test's runtime on a free port until dropped.
+pub struct Service {
+    pub base: String,
+    stop: CancellationToken,
+}
+
+impl Service {
+    /// Starts the service with `listen = "127.0.0.1:0"` and the given overrides.
+    pub async fn start(overrides: &str) -> Service {
+        let app = Application::bind(config(&format!(
+            "{overrides}\n[server]\nlisten = \"127.0.0.1:0\"\n"
+        )))
+        .await
+        .expect("service binds");
+        let base = format!("http://{}", app.local_addr());
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(app.run_until(async move { stopped.cancelled().await }));
+        Service { base, stop }
+    }
+
+    /// GETs `path` and returns the status and the parsed JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::get(format!("{}{path}", self.base))
+            .await
+            .expect("service answers");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body arrives");
+        let body = serde_json::from_slice(&bytes).expect("body is JSON");
+        (status, body)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Calls `probe` until it returns `Some`, or panics after `limit` saying what was awaited.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
