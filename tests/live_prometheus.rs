@@ -52,13 +52,17 @@ async fn start(prometheus: &Prometheus) -> Service {
 
 /// Waits until a complete poll has seen every GPU of every page.
 async fn all_gpus_scraped(service: &Service) -> Value {
-    eventually(Duration::from_secs(30), "all five GPUs from a complete poll", || async {
-        let (status, body) = service.get("/api/v1/gpu/metrics").await;
-        let gpus = body["data"]["gpus"].as_array()?;
-        let complete = body["snapshot"]["complete"] == json!(true);
-        let named = gpus.iter().all(|gpu| gpu["name"].is_string());
-        (status == 200 && gpus.len() == 5 && complete && named).then_some(body)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "all five GPUs from a complete poll",
+        || async {
+            let (status, body) = service.get("/api/v1/gpu/metrics").await;
+            let gpus = body["data"]["gpus"].as_array()?;
+            let complete = body["snapshot"]["complete"] == json!(true);
+            let named = gpus.iter().all(|gpu| gpu["name"].is_string());
+            (status == 200 && gpus.len() == 5 && complete && named).then_some(body)
+        },
+    )
     .await
 }
 
@@ -170,23 +174,41 @@ async fn an_outage_serves_the_last_snapshot_turns_stale_and_recovers_by_itself()
 
     prometheus.stop().await;
 
-    let health = eventually(Duration::from_secs(10), "health to say degraded", || async {
-        let (status, body) = service.get("/api/health").await;
-        (status == 200 && body["data"]["status"] == json!("degraded")).then_some(body)
-    })
+    let health = eventually(
+        Duration::from_secs(10),
+        "health to say degraded",
+        || async {
+            let (status, body) = service.get("/api/health").await;
+            (status == 200 && body["data"]["status"] == json!("degraded")).then_some(body)
+        },
+    )
     .await;
     assert_eq!(health["data"]["prometheus"]["reachable"], json!(false));
-    let last_error = health["data"]["prometheus"]["last_error"].as_str().expect("error");
-    assert!(last_error.contains("cannot reach prometheus"), "{last_error}");
+    let last_error = health["data"]["prometheus"]["last_error"]
+        .as_str()
+        .expect("error");
+    assert!(
+        last_error.contains("cannot reach prometheus"),
+        "{last_error}"
+    );
 
-    let stale = eventually(Duration::from_secs(10), "the data to turn stale", || async {
-        let (_, body) = service.get("/api/v1/gpu/metrics").await;
-        (body["snapshot"]["stale"] == json!(true)).then_some(body)
-    })
+    let stale = eventually(
+        Duration::from_secs(10),
+        "the data to turn stale",
+        || async {
+            let (_, body) = service.get("/api/v1/gpu/metrics").await;
+            (body["snapshot"]["stale"] == json!(true)).then_some(body)
+        },
+    )
     .await;
-    assert_eq!(stale["data"]["gpus"], before["data"]["gpus"], "the last data is still served");
+    assert_eq!(
+        stale["data"]["gpus"], before["data"]["gpus"],
+        "the last data is still served"
+    );
     assert!(stale["snapshot"]["age_seconds"].as_f64().expect("age") > 2.0);
-    let generation = stale["snapshot"]["generation"].as_u64().expect("generation");
+    let generation = stale["snapshot"]["generation"]
+        .as_u64()
+        .expect("generation");
 
     prometheus.restart().await;
 
@@ -195,7 +217,12 @@ async fn an_outage_serves_the_last_snapshot_turns_stale_and_recovers_by_itself()
         (status == 200 && body["data"]["status"] == json!("ok")).then_some(body)
     })
     .await;
-    assert!(recovered["snapshot"]["generation"].as_u64().expect("generation") > generation);
+    assert!(
+        recovered["snapshot"]["generation"]
+            .as_u64()
+            .expect("generation")
+            > generation
+    );
     assert_eq!(recovered["snapshot"]["stale"], json!(false));
     assert_eq!(recovered["data"]["prometheus"]["reachable"], json!(true));
 }

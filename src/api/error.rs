@@ -79,3 +79,21 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         "internal error".to_owned(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_500_envelope_that_does_not_repeat_the_panic_text() {
+        let response = panic_response(Box::new("index out of bounds: secret detail"));
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body(), 4096).await.expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(r#""code":"internal""#), "{text}");
+        assert!(!text.contains("secret detail"), "{text}");
+    }
+}

@@ -11,15 +11,17 @@ use axum::Router;
 use axum::routing::get;
 use figment::Figment;
 use figment::providers::{Format, Toml};
-use gpu_monitoring_api::config::{Config, DEFAULTS};
 use gpu_monitoring_api::Application;
+use gpu_monitoring_api::config::{Config, DEFAULTS};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves `page` at `/metrics` on a free loopback port, like one node's exporter.
 pub async fn serve_exporter_page(page: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind exporter");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind exporter");
     let addr = listener.local_addr().expect("exporter address");
     let app = Router::new().route("/metrics", get(move || async move { page }));
     tokio::spawn(async move { axum::serve(listener, app).await });

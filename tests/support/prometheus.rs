@@ -64,17 +64,27 @@ impl Prometheus {
     }
 
     /// Starts it again on the same port with the same data, as after an outage.
- pub async fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         self.stop().await;
-        assert!(self.launch().await, "prometheus did not restart:\n{}", self.log_tail());
+        assert!(
+            self.launch().await,
+            "prometheus did not restart:\n{}",
+            self.log_tail()
+        );
     }
 
     /// Spawns the binary and waits for readiness; false if it exited (port taken, say).
     async fn launch(&mut self) -> bool {
         let log = fs::File::create(self.dir.path().join("prometheus.log")).expect("log file");
         let child = Command::new(binary())
-            .arg(format!("--config.file={}", self.path("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", self.path("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                self.path("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                self.path("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
@@ -93,7 +103,11 @@ impl Prometheus {
         let deadline = Instant::now() + Duration::from_secs(30);
         let ready = format!("{}/-/ready", self.url());
         while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 eprintln!("prometheus exited with {status}:\n{}", self.log_tail());
                 self.child = None;
                 return false;

@@ -1,0 +1,309 @@
+//! The HTTP layer on hand-built snapshots, driven with `oneshot`: no network, no Prometheus,
+//! and paused time so that ages and staleness are exact.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use gpu_monitoring_api::api::{self, AppState, HttpSettings};
+use gpu_monitoring_api::config::AllowedOrigins;
+use gpu_monitoring_api::snapshot::{
+    Gpu, GpuId, NodeName, PollStatus, QueryFailure, Snapshot, Store,
+};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+const STALE_AFTER: Duration = Duration::from_secs(15);
+
+fn gpu(node: &str, id: &str, index: u32, utilization: Option<f64>) -> Gpu {
+    let mut gpu = Gpu::new(GpuId::parse(id).expect("id"));
+    gpu.node = Some(NodeName::parse(node).expect("node"));
+    gpu.index = Some(index);
+    gpu.name = Some("NVIDIA L40S".into());
+    gpu.utilization_ratio = utilization;
+    gpu
+}
+
+fn snapshot(generation: u64, failures: Vec<QueryFailure>) -> Snapshot {
+    let gpus = vec![
+        gpu("b", "0002", 0, Some(0.5)),
+        gpu("a", "0001", 1, None),
+        gpu("a", "0000", 0, Some(0.25)),
+    ];
+    Snapshot::new(
+        generation,
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_292_000_123),
+        Instant::now(),
+        gpus,
+        failures,
+    )
+}
+
+fn healthy() -> PollStatus {
+    PollStatus {
+        reachable: Some(true),
+        last_success_at: Some(SystemTime::now()),
+        last_error: None,
+    }
+}
+
+fn app_with(store: Arc<Store>, origins: AllowedOrigins) -> Router {
+    let state = AppState {
+        store,
+        poll_interval: Duration::from_secs(5),
+        stale_after: STALE_AFTER,
+        prometheus_url: "http://prometheus:9090/".into(),
+    };
+    let settings = HttpSettings {
+        request_timeout: Duration::from_secs(10),
+        cors_allowed_origins: origins,
+    };
+    api::router(state, &settings)
+}
+
+fn app(store: Arc<Store>) -> Router {
+    app_with(store, AllowedOrigins::Any)
+}
+
+fn published(snapshot: Snapshot, status: PollStatus) -> Arc<Store> {
+    let store = Arc::new(Store::new());
+    store.publish(snapshot);
+    store.set_status(status);
+    store
+}
+
+async fn send(app: Router, request: Request<Body>) -> (StatusCode, header::HeaderMap, Vec<u8>) {
+    let response = app.oneshot(request).await.expect("router is infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes().to_vec();
+    (parts.status, parts.headers, bytes)
+}
+
+async fn get(app: Router, uri: &str) -> (StatusCode, Value) {
+    let request = Request::get(uri).body(Body::empty()).expect("request");
+    let (status, _, body) = send(app, request).await;
+    (
+        status,
+        serde_json::from_slice(&body).expect("JSON envelope"),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn gpus_are_served_sorted_by_node_then_index_in_the_envelope() {
+    let app = app(published(snapshot(7, vec![]), healthy()));
+
+    let (status, body) = get(app, "/api/v1/gpu/metrics").await;
+
+    assert_eq!(status, StatusCode::OK);
+    let uuids: Vec<_> = body["data"]["gpus"]
+        .as_array()
+        .expect("gpus")
+        .iter()
+        .map(|g| g["uuid"].as_str().expect("uuid").to_owned())
+        .collect();
+    assert_eq!(uuids, ["GPU-0000", "GPU-0001", "GPU-0002"]);
+    assert_eq!(body["success"], json!(true));
+    assert_eq!(body["error"], json!(null));
+    assert_eq!(body["message"], json!("3 GPUs on 2 nodes"));
+    assert_eq!(
+        body["snapshot"],
+        json!({"generation": 7, "collected_at": "2026-12-03T10:00:00.123Z", "age_seconds": 0.0,
+               "stale": false, "poll_interval_seconds": 5.0, "complete": true, "errors": []})
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn age_is_exact_at_each_response_and_turns_stale_past_stale_after() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    tokio::time::advance(Duration::from_millis(1_400)).await;
+    let (_, fresh) = get(app(store.clone()), "/api/v1/gpu/utilization").await;
+    tokio::time::advance(STALE_AFTER).await;
+    let (_, stale) = get(app(store.clone()), "/api/v1/gpu/utilization").await;
+    let (status, health) = get(app(store), "/api/health").await;
+
+    assert_eq!(fresh["snapshot"]["age_seconds"], json!(1.4));
+    assert_eq!(fresh["snapshot"]["stale"], json!(false));
+    assert_eq!(stale["snapshot"]["age_seconds"], json!(16.4));
+    assert_eq!(stale["snapshot"]["stale"], json!(true));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["data"]["status"], json!("degraded"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_poll_is_served_incomplete_with_its_errors_and_degrades_health() {
+    let failure = QueryFailure {
+        metric: "nvidia_smi_power_draw_watts".into(),
+        reason: "no answer within 3s".into(),
+    };
+    let status = PollStatus {
+        last_error: Some("nvidia_smi_power_draw_watts: no answer within 3s".into()),
+        ..healthy()
+    };
+    let store = published(snapshot(2, vec![failure]), status);
+
+    let (_, nodes) = get(app(store.clone()), "/api/v1/gpu/nodes").await;
+    let (code, health) = get(app(store), "/api/health").await;
+
+    assert_eq!(nodes["snapshot"]["complete"], json!(false));
+    assert_eq!(
+        nodes["snapshot"]["errors"],
+        json!([{"metric": "nvidia_smi_power_draw_watts", "reason": "no answer within 3s"}])
+    );
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(health["data"]["status"], json!("degraded"));
+    assert_eq!(
+        health["data"]["prometheus"]["last_error"],
+        json!("nvidia_smi_power_draw_watts: no answer within 3s")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_summaries_and_the_utilization_view_come_from_the_snapshot() {
+    let store = published(snapshot(3, vec![]), healthy());
+
+    let (_, nodes) = get(app(store.clone()), "/api/v1/gpu/nodes").await;
+    let (_, utilization) = get(app(store), "/api/v1/gpu/utilization").await;
+
+    let node_a = &nodes["data"]["nodes"][0];
+    assert_eq!(node_a["name"], json!("a"));
+    assert_eq!(node_a["gpus"], json!(["GPU-0000", "GPU-0001"]));
+    assert_eq!(node_a["utilization_avg_ratio"], json!(0.25));
+    assert_eq!(node_a["power_draw_watts"], json!(null));
+    assert_eq!(utilization["data"]["average_ratio"], json!(0.375));
+    assert_eq!(
+        utilization["data"]["gpus"][1],
+        json!({"uuid": "GPU-0001", "node": "a", "utilization_ratio": null})
+    );
+}
+
+#[tokio::test]
+async fn before_the_first_snapshot_data_endpoints_answer_503_and_health_explains() {
+    let store = Arc::new(Store::new());
+    store.set_status(PollStatus {
+        reachable: Some(false),
+        last_success_at: None,
+        last_error: Some("nvidia_smi_gpu_info: cannot reach prometheus".into()),
+    });
+
+    for path in [
+        "/api/v1/gpu/metrics",
+        "/api/v1/gpu/nodes",
+        "/api/v1/gpu/utilization",
+        "/readyz",
+    ] {
+        let (status, body) = get(app(store.clone()), path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(body["success"], json!(false), "{path}");
+        assert_eq!(body["data"], json!(null), "{path}");
+        assert_eq!(body["error"]["code"], json!("no_data"), "{path}");
+        assert_eq!(body["snapshot"], json!(null), "{path}");
+    }
+
+    let (status, health) = get(app(store.clone()), "/api/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["data"]["status"], json!("unavailable"));
+    assert_eq!(health["data"]["prometheus"]["reachable"], json!(false));
+    assert_eq!(
+        health["data"]["prometheus"]["url"],
+        json!("http://prometheus:9090/")
+    );
+    let (status, _) = get(app(store), "/livez").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_paths_wrong_methods_and_query_parameters_get_error_envelopes() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    let (status, missing) = get(app(store.clone()), "/api/v1/gpus").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["error"]["code"], json!("not_found"));
+    assert_eq!(
+        missing["error"]["message"],
+        json!("no endpoint at /api/v1/gpus")
+    );
+
+    let post = Request::post("/api/v1/gpu/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let (status, headers, body) = send(app(store.clone()), post).await;
+    let body: Value = serde_json::from_slice(&body).expect("JSON envelope");
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], json!("method_not_allowed"));
+    assert_eq!(headers[header::ALLOW], "GET, HEAD");
+
+    let (status, bad) = get(app(store), "/api/v1/gpu/metrics?nodes=a").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["error"]["code"], json!("bad_request"));
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("\"nodes\"")
+    );
+}
+
+#[tokio::test]
+async fn head_returns_the_headers_of_get_and_no_body() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    let head = Request::head("/api/v1/gpu/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let (status, headers, body) = send(app(store), head).await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    assert!(body.is_empty());
+}
+
+#[tokio::test]
+async fn cors_allows_listed_origins_only_and_never_credentials() {
+    let store = published(snapshot(1, vec![]), healthy());
+    let listed = AllowedOrigins::List(vec!["https://grafana.example".parse().expect("origin")]);
+    let from = |origin: &str| {
+        Request::get("/api/v1/gpu/metrics")
+            .header(header::ORIGIN, origin)
+            .body(Body::empty())
+            .expect("request")
+    };
+
+    let (_, allowed, _) = send(
+        app_with(store.clone(), listed.clone()),
+        from("https://grafana.example"),
+    )
+    .await;
+    let (_, refused, _) = send(
+        app_with(store.clone(), listed),
+        from("https://evil.example"),
+    )
+    .await;
+    let (_, any, _) = send(app(store.clone()), from("https://anywhere.example")).await;
+
+    assert_eq!(
+        allowed[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://grafana.example"
+    );
+    assert!(!refused.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    assert_eq!(any[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(!any.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/api/v1/gpu/metrics")
+        .header(header::ORIGIN, "https://anywhere.example")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+        .body(Body::empty())
+        .expect("request");
+    let (status, headers, _) = send(app(store), preflight).await;
+    assert!(status.is_success());
+    let methods = headers[header::ACCESS_CONTROL_ALLOW_METHODS]
+        .to_str()
+        .expect("ascii");
+    assert!(methods.contains("GET") && methods.contains("HEAD") && !methods.contains("POST"));
+}
