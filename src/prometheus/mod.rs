@@ -7,4 +7,4 @@ mod client;
 mod response;
 
 pub use client::{Client, QueryError, redact as redact_url};
-pub use response::{Sample, parse_sample_value};
+pub use response::{DecodeError, Sample, decode, parse_sample_value};
