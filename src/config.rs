@@ -620,6 +620,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
     fn environment_layers_override_the_file_and_name_themselves_in_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -654,6 +655,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
     fn flags_override_the_environment() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GPU_API_POLLER__INTERVAL", "9s");

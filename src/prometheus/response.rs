@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 /// One series of an instant vector: its labels and its value at the query time.
 ///
@@ -46,12 +47,26 @@ struct Envelope {
     error: Option<String>,
 }
 
+/// `data`, typed by `resultType`, which Prometheus writes before `result`, so the vector is
+/// decoded straight into samples without an intermediate JSON tree.
 #[derive(Deserialize)]
-struct Data {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    #[serde(default)]
-    result: serde_json::Value,
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    Vector(Vec<VectorSample>),
+    Matrix(IgnoredAny),
+    Scalar(IgnoredAny),
+    String(IgnoredAny),
+}
+
+impl Data {
+    fn kind(&self) -> &'static str {
+        match self {
+            Data::Vector(_) => "vector",
+            Data::Matrix(_) => "matrix",
+            Data::Scalar(_) => "scalar",
+            Data::String(_) => "string",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -75,16 +90,13 @@ pub fn decode(body: &[u8]) -> Result<Vec<Sample>, DecodeError> {
         });
     }
 
-    let data = envelope
-        .data
-        .ok_or_else(|| DecodeError::Malformed("status is success but data is missing".into()))?;
-    if data.result_type != "vector" {
-        return Err(DecodeError::NotAVector(data.result_type));
+    match envelope.data {
+        Some(Data::Vector(series)) => series.into_iter().map(Sample::try_from).collect(),
+        Some(other) => Err(DecodeError::NotAVector(other.kind().to_owned())),
+        None => Err(DecodeError::Malformed(
+            "status is success but data is missing".into(),
+        )),
     }
-
-    let series: Vec<VectorSample> = serde_json::from_value(data.result)
-        .map_err(|e| DecodeError::Malformed(format!("vector result: {e}")))?;
-    series.into_iter().map(Sample::try_from).collect()
 }
 
 impl TryFrom<VectorSample> for Sample {
