@@ -52,6 +52,9 @@ impl Poller {
     ///
     /// A poll runs to completion before the next tick is awaited, so polls never overlap, and
     /// a tick missed while a slow poll ran is delayed rather than fired in a burst.
+    ///
+    /// Known shortcoming: while Prometheus is down the loop keeps polling at the normal
+    /// interval; there is no backoff.
     pub async fn run(self, cancel: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -92,6 +95,11 @@ impl Poller {
         self.store.set_status(status);
     }
 
+    /// Publishes what a poll found, even when some of its queries failed.
+    ///
+    /// Known shortcoming: the readings of a failed query are `None` in the new snapshot, not
+    /// the values the previous snapshot had, so a single timed-out query blanks that metric
+    /// for one interval.
     fn publish(&self, gpus: Vec<Gpu>, failures: Vec<QueryFailure>, elapsed_ms: u64) -> PollStatus {
         let now = SystemTime::now();
         let snapshot = Snapshot::new(

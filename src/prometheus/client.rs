@@ -88,6 +88,8 @@ impl Client {
             .map_err(|_| QueryError::Timeout(self.timeout))?
     }
 
+    /// Known shortcoming: the body is read whole, with no size limit; a misbehaving proxy in
+    /// front of Prometheus could make the poller hold a very large body in memory.
     async fn send(&self, promql: &str) -> Result<Vec<Sample>, QueryError> {
         let mut request = self
             .http

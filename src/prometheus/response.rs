@@ -79,6 +79,9 @@ struct VectorSample {
 ///
 /// Prometheus sends its error document with 4xx and 5xx statuses too, so the caller decodes
 /// those bodies here as well, to report Prometheus's own reason.
+///
+/// Known shortcoming: one sample whose value is not a number in a form Prometheus writes
+/// fails the whole query, so the metric is missing for every GPU in that poll.
 pub fn decode(body: &[u8]) -> Result<Vec<Sample>, DecodeError> {
     let envelope: Envelope =
         serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
