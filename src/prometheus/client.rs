@@ -139,11 +139,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 fn query_url(base: &Url) -> Url {
-    let mut url = base.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_query(None);
-    url.set_fragment(None);
+    let mut url = bare(base);
     url.path_segments_mut()
         .expect("a validated http(s) URL has a path")
         .pop_if_empty()
@@ -161,14 +157,20 @@ fn basic_auth(base: &Url) -> Option<(String, String)> {
     ))
 }
 
-/// The URL with userinfo, query and fragment removed.
+/// The URL with userinfo, query and fragment removed, as text.
 pub fn redact(url: &Url) -> String {
+    bare(url).to_string()
+}
+
+/// The URL with userinfo, query and fragment removed; a query string can carry tokens too.
+fn bare(url: &Url) -> Url {
     let mut clean = url.clone();
+    // Both fail only for URLs that cannot have userinfo, which then have none to remove.
     let _ = clean.set_username("");
     let _ = clean.set_password(None);
     clean.set_query(None);
     clean.set_fragment(None);
-    clean.to_string()
+    clean
 }
 
 #[cfg(test)]
