@@ -352,20 +352,23 @@ impl<'a> Reader<'a> {
 
     fn url(&mut self, key: &str) -> Option<Url> {
         let text: String = self.value(key, "a URL such as \"http://prometheus:9090\"")?;
-        let shown = Url::parse(&text).map_or_else(
-            |_| "the value".to_owned(),
-            |u| format!("{:?}", crate::prometheus::redact_url(&u)),
-        );
-        match Url::parse(&text) {
-            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-                self.fail(key, format!("{shown} must start with http:// or https://"))
-            }
-            Ok(url) if url.host_str().is_none_or(str::is_empty) => {
-                self.fail(key, format!("{shown} has no host"))
-            }
-            Ok(url) => Some(url),
-            Err(error) => self.fail(key, format!("the value is not a URL: {error}")),
+        let url = match Url::parse(&text) {
+            Ok(url) => url,
+            Err(error) => return self.fail(key, format!("the value is not a URL: {error}")),
+        };
+
+        // The text may hold a password, so messages quote the URL without credentials.
+        let shown = crate::prometheus::redact_url(&url);
+        if !matches!(url.scheme(), "http" | "https") {
+            return self.fail(
+                key,
+                format!("{shown:?} must start with http:// or https://"),
+            );
         }
+        if url.host_str().is_none_or(str::is_empty) {
+            return self.fail(key, format!("{shown:?} has no host"));
+        }
+        Some(url)
     }
 
     fn origins(&mut self, key: &str) -> Option<AllowedOrigins> {
