@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::Parser;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use figment::value::Value;
-use figment::{Figment, Profile, Provider, Source};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -137,12 +138,18 @@ impl Config {
     /// Validates an assembled figment; `port`, when set, replaces the listen port.
     pub fn from_figment(figment: &Figment, port: Option<u16>) -> Result<Config, ConfigError> {
         let mut read = Reader::new(figment);
+        if let Err(error) = figment.data() {
+            return Err(ConfigError {
+                problems: vec![error.to_string()],
+            });
+        }
         read.unknown_keys();
 
         let server = read.server(port);
-        let prometheus = read.prometheus();
-        let poller = read.poller();
-        if let (Some(prometheus), Some(poller)) = (&prometheus, &poller) {
+        let mut prometheus = read.prometheus();
+        let mut poller = read.poller();
+        if let (Some(prometheus), Some(poller)) = (&mut prometheus, &mut poller) {
+            read.fit_defaults(prometheus, poller);
             read.check_timing(prometheus, poller);
         }
 
@@ -161,8 +168,14 @@ impl Config {
     }
 }
 
+/// The first layer alone: the built-in defaults. Tests and tools merge their own layers on
+/// top and hand the result to [`Config::from_figment`].
+pub fn defaults() -> Figment {
+    Figment::from(Named::new(DEFAULTS_LAYER, Toml::string(DEFAULTS)))
+}
+
 fn layers(cli: &Cli) -> Result<Figment, ConfigError> {
-    let mut figment = Figment::from(Toml::string(DEFAULTS));
+    let mut figment = defaults();
 
     if let Some(path) = &cli.config {
         if !path.is_file() {
@@ -170,7 +183,13 @@ fn layers(cli: &Cli) -> Result<Figment, ConfigError> {
                 problems: vec![format!("config file {}: no such file", path.display())],
             });
         }
-        figment = figment.merge(Toml::file_exact(path));
+        let file = Toml::file_exact(path);
+        if let Err(error) = file.data() {
+            return Err(ConfigError {
+                problems: vec![format!("config file {}: {}", path.display(), error.kind)],
+            });
+        }
+        figment = figment.merge(file);
     }
 
     figment = figment
@@ -181,17 +200,72 @@ fn layers(cli: &Cli) -> Result<Figment, ConfigError> {
                 .map(|_| "prometheus.url".into()),
         );
 
-    let flags = [
-        ("server.listen", &cli.listen),
-        ("prometheus.url", &cli.prometheus_url),
-        ("poller.interval", &cli.poll_interval),
-    ];
-    for (key, value) in flags {
-        if let Some(value) = value {
-            figment = figment.merge(Serialized::default(key, value));
+    Ok(figment.merge(flags(cli)))
+}
+
+/// The flags as one layer, nested the way the TOML file nests its keys.
+fn flags(cli: &Cli) -> Named {
+    let mut root = Dict::new();
+    for (key, flag) in FLAGS {
+        let Some(value) = flag_value(cli, flag) else {
+            continue;
+        };
+        let (section, name) = key.split_once('.').expect("flag keys are section.key");
+        let table = root
+            .entry(section.to_owned())
+            .or_insert_with(|| Dict::new().into());
+        if let Value::Dict(_, table) = table {
+            table.insert(name.to_owned(), value.clone().into());
         }
     }
-    Ok(figment)
+    Named {
+        name: FLAGS_LAYER,
+        data: Ok(Map::from([(Profile::Default, root)])),
+    }
+}
+
+/// The flags that set a key, by key.
+const FLAGS: [(&str, &str); 3] = [
+    ("server.listen", "--listen"),
+    ("prometheus.url", "--prometheus-url"),
+    ("poller.interval", "--poll-interval"),
+];
+
+fn flag_value<'a>(cli: &'a Cli, flag: &str) -> Option<&'a String> {
+    match flag {
+        "--listen" => cli.listen.as_ref(),
+        "--prometheus-url" => cli.prometheus_url.as_ref(),
+        _ => cli.poll_interval.as_ref(),
+    }
+}
+
+const DEFAULTS_LAYER: &str = "built-in defaults";
+const FLAGS_LAYER: &str = "command-line flags";
+
+/// A layer under a name of ours, so that messages can say where a value came from and the
+/// loader can tell a default from a value somebody chose.
+struct Named {
+    name: &'static str,
+    data: Result<Map<Profile, Dict>, figment::Error>,
+}
+
+impl Named {
+    fn new(name: &'static str, inner: impl Provider) -> Self {
+        Named {
+            name,
+            data: inner.data(),
+        }
+    }
+}
+
+impl Provider for Named {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.data.clone()
+    }
 }
 
 /// `PORT`, which older deployments set, replaces the port of `server.listen` unless the
@@ -200,13 +274,11 @@ fn port_override(cli: &Cli) -> Result<Option<u16>, ConfigError> {
     let Some(raw) = std::env::var_os("PORT") else {
         return Ok(None);
     };
-    if cli.listen.is_some() {
-        return Ok(None);
-    }
     let text = raw.to_string_lossy();
-    text.trim().parse().map(Some).map_err(|_| ConfigError {
+    let port = text.trim().parse().map_err(|_| ConfigError {
         problems: vec![format!("PORT: {text:?} is not a port number (0 to 65535)")],
-    })
+    })?;
+    Ok(cli.listen.is_none().then_some(port))
 }
 
 /// Reads keys one at a time, so that one bad key does not hide the next.
@@ -264,6 +336,19 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Lets the query timeout and staleness threshold follow the interval when nobody set
+    /// them, so that turning the one knob users turn most (`poller.interval`) needs no
+    /// other change: the query timeout shrinks to 3/4 of a short interval, and data counts
+    /// as stale after three missed polls of a long one.
+    fn fit_defaults(&self, prometheus: &mut PrometheusConfig, poller: &mut PollerConfig) {
+        if self.is_default("prometheus.query_timeout") {
+            prometheus.query_timeout = prometheus.query_timeout.min(poller.interval * 3 / 4);
+        }
+        if self.is_default("poller.stale_after") {
+            poller.stale_after = poller.stale_after.max(poller.interval * 3);
+        }
+    }
+
     fn check_timing(&mut self, prometheus: &PrometheusConfig, poller: &PollerConfig) {
         let show = |d: Duration| humantime::format_duration(d).to_string();
         if prometheus.query_timeout >= poller.interval {
@@ -289,9 +374,8 @@ impl<'a> Reader<'a> {
     }
 
     fn unknown_keys(&mut self) {
-        let data = match self.figment.data() {
-            Ok(data) => data,
-            Err(error) => return self.problems.push(error.to_string()),
+        let Ok(data) = self.figment.data() else {
+            return;
         };
         let Some(root) = data.get(&Profile::Default) else {
             return;
@@ -368,25 +452,33 @@ impl<'a> Reader<'a> {
         if url.host_str().is_none_or(str::is_empty) {
             return self.fail(key, format!("{shown:?} has no host"));
         }
+        if url.query().is_some() || url.fragment().is_some() {
+            return self.fail(key, format!("{shown:?} must not have a query string or fragment; give the base URL of the Prometheus API"));
+        }
         Some(url)
     }
 
     fn origins(&mut self, key: &str) -> Option<AllowedOrigins> {
         let list: Vec<String> = self.value(key, "a list of origins such as [\"*\"]")?;
-        if list.iter().any(|o| o == "*") {
-            if list.len() > 1 {
-                return self.fail(key, "\"*\" allows any origin and cannot be combined".into());
-            }
+        if list == ["*"] {
             return Some(AllowedOrigins::Any);
         }
         if list.is_empty() {
             return self.fail(key, "is empty; use [\"*\"] to allow any origin".into());
         }
-        let parsed: Vec<_> = list.iter().map(|o| parse_origin(o)).collect();
-        let bad: Vec<_> = parsed
+
+        let parsed: Vec<_> = list
+            .iter()
+            .filter(|o| *o != "*")
+            .map(|o| parse_origin(o))
+            .collect();
+        let mut bad: Vec<_> = parsed
             .iter()
             .filter_map(|p| p.as_ref().err().cloned())
             .collect();
+        if list.iter().any(|o| o == "*") {
+            bad.insert(0, "\"*\" allows any origin and cannot be combined".into());
+        }
         if !bad.is_empty() {
             return self.fail(key, bad.join("; "));
         }
@@ -422,16 +514,33 @@ impl<'a> Reader<'a> {
         };
         match &metadata.source {
             Some(Source::File(path)) => format!(" (in {})", path.display()),
-            _ if metadata.name.contains("GPU_API_") => {
+            _ if metadata.name == FLAGS_LAYER => {
+                let flag = FLAGS
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map_or("a", |(_, f)| f);
+                format!(" (from the {flag} flag)")
+            }
+            _ if metadata.name.contains("GPU_API_") && key.contains('.') => {
                 let name = format!("GPU_API_{}", key.replace('.', "__").to_uppercase());
                 format!(" (from environment variable {name})")
+            }
+            _ if metadata.name.contains("GPU_API_") => {
+                let name = format!("GPU_API_{}__*", key.to_uppercase());
+                format!(" (from environment variables {name})")
             }
             _ if metadata.name.contains("environment") => {
                 " (from environment variable PROMETHEUS_URL)".into()
             }
-            _ if metadata.name.contains("Serialized") => " (from a command-line flag)".into(),
             _ => String::new(),
         }
+    }
+
+    /// True when nobody set `key`: its value is the built-in default.
+    fn is_default(&self, key: &str) -> bool {
+        self.figment
+            .find_metadata(key)
+            .is_some_and(|metadata| metadata.name == DEFAULTS_LAYER)
     }
 }
 
@@ -472,7 +581,7 @@ fn is_label_name(name: &str) -> bool {
 /// Only for tests: an empty dict of the default profile, used to assert that the defaults
 /// carry every known key.
 #[cfg(test)]
-fn default_dict() -> figment::value::Dict {
+fn default_dict() -> Dict {
     Figment::from(Toml::string(DEFAULTS))
         .data()
         .expect("defaults parse")
@@ -481,11 +590,13 @@ fn default_dict() -> figment::value::Dict {
 }
 
 #[cfg(test)]
+// figment::Jail's closures must return figment's own large error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
     fn load_toml(toml: &str) -> Result<Config, ConfigError> {
-        let figment = Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(toml));
+        let figment = defaults().merge(Toml::string(toml));
         Config::from_figment(&figment, None)
     }
 
@@ -623,7 +734,6 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
     fn environment_layers_override_the_file_and_name_themselves_in_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -658,7 +768,6 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
     fn flags_override_the_environment() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GPU_API_POLLER__INTERVAL", "9s");
@@ -683,6 +792,87 @@ mod tests {
         assert_eq!(
             error.problems,
             vec!["config file /nonexistent/gpu.toml: no such file"]
+        );
+    }
+
+    #[test]
+    fn a_shorter_interval_alone_brings_the_default_query_timeout_down_with_it() {
+        let config = load_toml("[poller]\ninterval = \"2s\"").expect("valid");
+        assert_eq!(config.prometheus.query_timeout, Duration::from_millis(1500));
+        assert_eq!(config.poller.stale_after, Duration::from_secs(15));
+
+        let config = load_toml("[poller]\ninterval = \"30s\"").expect("valid");
+        assert_eq!(config.prometheus.query_timeout, Duration::from_secs(3));
+        assert_eq!(config.poller.stale_after, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn values_somebody_set_are_never_adjusted_only_checked() {
+        let found = problems("[poller]\ninterval = \"2s\"\n[prometheus]\nquery_timeout = \"3s\"");
+        assert!(
+            found[0].starts_with("prometheus.query_timeout: 3s must be shorter"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_the_only_problem_reported_and_names_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("broken.toml", "[server\nlisten = 1")?;
+            let cli = Cli {
+                config: Some("broken.toml".into()),
+                ..Cli::default()
+            };
+
+            let error = Config::load(&cli).expect_err("syntax error");
+            assert_eq!(error.problems.len(), 1, "{error}");
+            assert!(error.problems[0].starts_with("config file "), "{error}");
+            assert!(error.problems[0].contains("broken.toml"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_flag_value_names_the_flag() {
+        figment::Jail::expect_with(|_jail| {
+            let cli = Cli {
+                poll_interval: Some("fast".into()),
+                ..Cli::default()
+            };
+
+            let error = Config::load(&cli).expect_err("bad flag");
+            assert!(
+                error.problems[0].ends_with("(from the --poll-interval flag)"),
+                "{error}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_port_variable_is_reported_even_when_listen_is_given() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PORT", "abc");
+            let cli = Cli {
+                listen: Some("127.0.0.1:0".into()),
+                ..Cli::default()
+            };
+
+            let error = Config::load(&cli).expect_err("bad PORT");
+            assert_eq!(
+                error.problems,
+                vec![r#"PORT: "abc" is not a port number (0 to 65535)"#]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_prometheus_url_with_a_query_string_is_refused_rather_than_silently_trimmed() {
+        let found = problems("[prometheus]\nurl = \"http://prom:9090/?x=1\"");
+        assert!(
+            found[0].contains("must not have a query string"),
+            "{found:?}"
         );
     }
 }

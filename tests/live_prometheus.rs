@@ -251,3 +251,33 @@ async fn before_prometheus_answers_there_is_nothing_to_serve() {
     let (status, _) = service.get("/livez").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_prometheus_without_gpu_series_is_reported_as_degraded_not_as_an_idle_cluster() {
+    let empty = support::serve_exporter_page("# no GPUs here\n").await;
+    let prometheus = Prometheus::start(&[Target {
+        addr: empty,
+        labels: vec![],
+    }])
+    .await;
+    let service = start(&prometheus).await;
+
+    let health = eventually(Duration::from_secs(10), "a first snapshot", || async {
+        let (status, body) = service.get("/api/health").await;
+        (status == 200).then_some(body)
+    })
+    .await;
+
+    assert_eq!(health["data"]["status"], json!("degraded"));
+    let last_error = health["data"]["prometheus"]["last_error"]
+        .as_str()
+        .expect("error");
+    assert!(
+        last_error.contains("no series of any nvidia_smi_* metric"),
+        "{last_error}"
+    );
+    let (status, metrics) = service.get("/api/v1/gpu/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metrics["data"]["gpus"], json!([]));
+    assert_eq!(metrics["message"], json!("0 GPUs on 0 nodes"));
+}

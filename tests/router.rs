@@ -207,6 +207,8 @@ async fn before_the_first_snapshot_data_endpoints_answer_503_and_health_explains
     let (status, health) = get(app(store.clone()), "/api/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health["data"]["status"], json!("unavailable"));
+    assert_eq!(health["success"], json!(false));
+    assert_eq!(health["error"]["code"], json!("no_data"));
     assert_eq!(health["data"]["prometheus"]["reachable"], json!(false));
     assert_eq!(
         health["data"]["prometheus"]["url"],
@@ -236,6 +238,16 @@ async fn unknown_paths_wrong_methods_and_query_parameters_get_error_envelopes() 
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"]["code"], json!("method_not_allowed"));
     assert_eq!(headers[header::ALLOW], "GET, HEAD");
+
+    let long = format!("/{}", "x".repeat(10_000));
+    let (status, missing) = get(app(store.clone()), &long).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let message = missing["error"]["message"].as_str().expect("message");
+    assert!(message.len() < 200 && message.ends_with('…'), "{message}");
+
+    let (status, probe) = get(app(store.clone()), "/livez?verbose=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(probe["error"]["code"], json!("bad_request"));
 
     let (status, bad) = get(app(store), "/api/v1/gpu/metrics?nodes=a").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

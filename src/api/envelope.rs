@@ -78,22 +78,21 @@ pub fn timestamp(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// A successful answer with data drawn from `snapshot`.
+/// A 200 answer with data drawn from `snapshot`.
 pub fn answer<T: Serialize>(
-    status: StatusCode,
     state: &AppState,
     snapshot: Option<&Snapshot>,
     data: T,
     message: String,
 ) -> Response {
     let envelope = Envelope {
-        success: status.is_success(),
+        success: true,
         data: Some(data),
         message,
         error: None,
         snapshot: snapshot.map(|s| SnapshotMeta::of(s, state)),
     };
-    (status, Json(envelope)).into_response()
+    (StatusCode::OK, Json(envelope)).into_response()
 }
 
 /// A failure: no data, an error code and message, and the matching status.

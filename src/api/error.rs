@@ -29,21 +29,31 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::NoData => (StatusCode::SERVICE_UNAVAILABLE, "no_data"),
-            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadParameter(_) => StatusCode::BAD_REQUEST,
+            ApiError::NoData | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable, machine-readable `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::BadParameter(_) => "bad_request",
+            ApiError::NoData => "no_data",
+            ApiError::Timeout(_) => "timeout",
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let mut response = failure(status, code, self.to_string());
+        let mut response = failure(self.status(), self.code(), self.to_string());
         if let ApiError::MethodNotAllowed(_) = self {
             response
                 .headers_mut()
@@ -55,7 +65,16 @@ impl IntoResponse for ApiError {
 
 /// Fallback for paths no route matches.
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_owned())
+    ApiError::NotFound(abbreviate(uri.path()))
+}
+
+/// Keeps what a client sent, when echoed in an error, to a readable length.
+pub fn abbreviate(text: &str) -> String {
+    const LIMIT: usize = 120;
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 /// Fallback for known paths asked with another method.

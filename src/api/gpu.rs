@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 
@@ -77,13 +76,7 @@ fn latest(state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
 }
 
 fn ok(state: &AppState, snapshot: &Snapshot, data: impl Serialize) -> Response {
-    answer(
-        StatusCode::OK,
-        state,
-        Some(snapshot),
-        data,
-        summary(snapshot),
-    )
+    answer(state, Some(snapshot), data, summary(snapshot))
 }
 
 /// "8 GPUs on 2 nodes".

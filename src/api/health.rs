@@ -1,12 +1,13 @@
 //! Health for people and dashboards, and the two Kubernetes probes.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::envelope::{answer, timestamp};
+use super::envelope::{Envelope, ErrorBody, answer, timestamp};
 use super::params::NoParams;
 use super::{ApiError, AppState};
 use crate::snapshot::{PollStatus, Snapshot};
@@ -60,18 +61,31 @@ pub async fn health(State(state): State<AppState>, _: NoParams) -> Response {
             last_error: poll.last_error.as_deref(),
         },
     };
-    let (code, message) = match status {
-        Status::Ok => (StatusCode::OK, "serving fresh data from complete polls"),
-        Status::Degraded => (
-            StatusCode::OK,
-            "serving data, but the latest poll failed, was partial, or the data is stale",
-        ),
-        Status::Unavailable => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no data to serve: no poll of prometheus has succeeded yet",
-        ),
+    match status {
+        Status::Ok => answer(&state, snapshot.as_deref(), data, OK.to_owned()),
+        Status::Degraded => answer(&state, snapshot.as_deref(), data, DEGRADED.to_owned()),
+        Status::Unavailable => unavailable(data),
+    }
+}
+
+const OK: &str = "serving fresh data from complete polls";
+const DEGRADED: &str =
+    "serving data, but the latest poll failed, was partial, or the data is stale";
+
+/// 503 with the diagnosis in `data` and the same error as every other endpoint gives then.
+fn unavailable(data: Health<'_>) -> Response {
+    let error = ApiError::NoData;
+    let envelope = Envelope {
+        success: false,
+        data: Some(data),
+        message: error.to_string(),
+        error: Some(ErrorBody {
+            code: error.code(),
+            message: error.to_string(),
+        }),
+        snapshot: None,
     };
-    answer(code, &state, snapshot.as_deref(), data, message.to_owned())
+    (StatusCode::SERVICE_UNAVAILABLE, Json(envelope)).into_response()
 }
 
 fn verdict(snapshot: Option<&Snapshot>, poll: &PollStatus, state: &AppState) -> Status {
@@ -88,21 +102,15 @@ fn verdict(snapshot: Option<&Snapshot>, poll: &PollStatus, state: &AppState) -> 
 }
 
 /// `GET /livez`: 200 for as long as the process can answer at all.
-pub async fn livez(State(state): State<AppState>) -> Response {
+pub async fn livez(State(state): State<AppState>, _: NoParams) -> Response {
     let probe = Probe { status: "alive" };
-    answer(StatusCode::OK, &state, None, probe, "alive".to_owned())
+    answer(&state, None, probe, "alive".to_owned())
 }
 
 /// `GET /readyz`: 200 once there is a snapshot to serve, so that Kubernetes sends no traffic
 /// to a replica that could only answer 503.
-pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn readyz(State(state): State<AppState>, _: NoParams) -> Result<Response, ApiError> {
     let snapshot = state.store.snapshot().ok_or(ApiError::NoData)?;
     let probe = Probe { status: "ready" };
-    Ok(answer(
-        StatusCode::OK,
-        &state,
-        Some(&snapshot),
-        probe,
-        "ready".to_owned(),
-    ))
+    Ok(answer(&state, Some(&snapshot), probe, "ready".to_owned()))
 }

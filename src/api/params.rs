@@ -18,7 +18,8 @@ impl<S: Send + Sync> FromRequestParts<S> for NoParams {
         match url::form_urlencoded::parse(query.as_bytes()).next() {
             None => Ok(NoParams),
             Some((name, _)) => Err(ApiError::BadParameter(format!(
-                "unknown query parameter {name:?}: this endpoint takes none"
+                "unknown query parameter {:?}: this endpoint takes none",
+                super::error::abbreviate(&name)
             ))),
         }
     }

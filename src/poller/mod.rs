@@ -118,7 +118,7 @@ impl Poller {
             "published snapshot"
         );
 
-        let last_error = summarize(&snapshot.failures);
+        let last_error = summarize(&snapshot.failures).or_else(|| no_gpus(&snapshot, self.family));
         self.store.publish(snapshot);
         PollStatus {
             reachable: Some(true),
@@ -148,6 +148,17 @@ fn summarize(failures: &[QueryFailure]) -> Option<String> {
     Some(match failures.len() {
         1 => text,
         n => format!("{text} (and {} more failed queries)", n - 1),
+    })
+}
+
+/// A poll that finds no GPU at all is far more often a wrong Prometheus URL, or an exporter
+/// that is not scraped, than a cluster without GPUs; say so rather than report health `ok`.
+fn no_gpus(snapshot: &Snapshot, family: &ExporterFamily) -> Option<String> {
+    snapshot.gpus.is_empty().then(|| {
+        format!(
+            "prometheus has no series of any {}_* metric: is the exporter scraped by this prometheus?",
+            family.name
+        )
     })
 }
 

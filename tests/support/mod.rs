@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use figment::Figment;
 use figment::providers::{Format, Toml};
 use gpu_monitoring_api::Application;
-use gpu_monitoring_api::config::{Config, DEFAULTS};
+use gpu_monitoring_api::config::{self, Config};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +29,7 @@ pub async fn serve_exporter_page(page: &'static str) -> SocketAddr {
 
 /// A configuration from the built-in defaults with `overrides` (TOML) on top.
 pub fn config(overrides: &str) -> Config {
-    let figment = Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(overrides));
+    let figment = config::defaults().merge(Toml::string(overrides));
     Config::from_figment(&figment, None).expect("test configuration is valid")
 }
 
