@@ -319,3 +319,160 @@ async fn cors_allows_listed_origins_only_and_never_credentials() {
         .expect("ascii");
     assert!(methods.contains("GET") && methods.contains("HEAD") && !methods.contains("POST"));
 }
+
+fn request(uri: &str, headers: &[(header::HeaderName, &str)]) -> Request<Body> {
+    let mut builder = Request::get(uri);
+    for (name, value) in headers {
+        builder = builder.header(name, *value);
+    }
+    builder.body(Body::empty()).expect("request")
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("a valid gzip member");
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn gzip_bodies_decompress_to_the_identity_body_for_every_view() {
+    let store = published(snapshot(4, vec![]), healthy());
+
+    for uri in [
+        "/api/v1/gpu/metrics",
+        "/api/v1/gpu/metrics?node=b",
+        "/api/v1/gpu/nodes",
+        "/api/v1/gpu/nodes/a",
+        "/api/v1/gpu/utilization?node=a,b",
+    ] {
+        let (_, plain_headers, plain) = send(app(store.clone()), request(uri, &[])).await;
+        let gzip_request = request(uri, &[(header::ACCEPT_ENCODING, "br;q=1, gzip;q=0.8")]);
+        let (status, headers, gzipped) = send(app(store.clone()), gzip_request).await;
+
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "{uri}");
+        assert!(
+            !plain_headers.contains_key(header::CONTENT_ENCODING),
+            "{uri}"
+        );
+        assert_eq!(gunzip(&gzipped), plain, "{uri}");
+        assert_ne!(headers[header::ETAG], plain_headers[header::ETAG], "{uri}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_matching_etag_or_date_gets_304_without_a_body_until_the_next_snapshot() {
+    let store = published(snapshot(5, vec![]), healthy());
+    let (_, first, _) = send(app(store.clone()), request("/api/v1/gpu/metrics", &[])).await;
+    let etag = first[header::ETAG].to_str().expect("etag").to_owned();
+    let date = first[header::LAST_MODIFIED]
+        .to_str()
+        .expect("date")
+        .to_owned();
+
+    let by_tag = request("/api/v1/gpu/metrics", &[(header::IF_NONE_MATCH, &etag)]);
+    let (status, headers, body) = send(app(store.clone()), by_tag).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    assert_eq!(headers[header::ETAG], etag.as_str());
+
+    let by_date = request("/api/v1/gpu/metrics", &[(header::IF_MODIFIED_SINCE, &date)]);
+    let (status, _, _) = send(app(store.clone()), by_date).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+
+    store.publish(snapshot(6, vec![]));
+    let again = request("/api/v1/gpu/metrics", &[(header::IF_NONE_MATCH, &etag)]);
+    let (status, headers, body) = send(app(store), again).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.is_empty());
+    assert_ne!(headers[header::ETAG], etag.as_str());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cache_control_counts_down_to_the_next_poll_and_vary_names_the_encoding() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    tokio::time::advance(Duration::from_millis(1_500)).await;
+    let (_, early, _) = send(app(store.clone()), request("/api/v1/gpu/nodes", &[])).await;
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let (_, overdue, _) = send(app(store), request("/api/v1/gpu/nodes", &[])).await;
+
+    assert_eq!(early[header::CACHE_CONTROL], "public, max-age=3");
+    assert_eq!(overdue[header::CACHE_CONTROL], "public, max-age=0");
+    let vary: Vec<_> = early.get_all(header::VARY).iter().collect();
+    assert!(vary.iter().any(|v| *v == "accept-encoding"), "{vary:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_filters_return_only_those_nodes_with_their_own_average() {
+    let store = published(snapshot(2, vec![]), healthy());
+
+    let (status, only_b) = get(app(store.clone()), "/api/v1/gpu/metrics?node=b").await;
+    let (_, util_a) = get(
+        app(store.clone()),
+        "/api/v1/gpu/utilization?node=a&node=missing",
+    )
+    .await;
+    let (_, nobody) = get(app(store.clone()), "/api/v1/gpu/metrics?node=missing").await;
+    let (_, node_a) = get(app(store), "/api/v1/gpu/nodes/a").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(only_b["data"]["gpus"].as_array().expect("gpus").len(), 1);
+    assert_eq!(only_b["data"]["gpus"][0]["uuid"], json!("GPU-0002"));
+    assert_eq!(only_b["message"], json!("1 GPU on 1 node"));
+    assert_eq!(util_a["data"]["average_ratio"], json!(0.25));
+    assert_eq!(util_a["data"]["gpus"].as_array().expect("gpus").len(), 2);
+    assert_eq!(nobody["data"]["gpus"], json!([]));
+    assert_eq!(nobody["message"], json!("0 GPUs on 0 nodes"));
+    assert_eq!(node_a["data"]["node"]["name"], json!("a"));
+    assert_eq!(node_a["data"]["node"]["gpu_count"], json!(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_filters_and_unknown_nodes_get_error_envelopes() {
+    let store = published(snapshot(2, vec![]), healthy());
+
+    let (status, empty) = get(app(store.clone()), "/api/v1/gpu/metrics?node=").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        empty["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("\"node\"")
+    );
+
+    let (status, other) = get(app(store.clone()), "/api/v1/gpu/utilization?nodes=a").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        other["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("takes node")
+    );
+
+    let (status, missing) = get(app(store), "/api/v1/gpu/nodes/zz").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["error"]["code"], json!("not_found"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn head_sends_the_length_and_validators_of_get() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    let (_, get_headers, body) =
+        send(app(store.clone()), request("/api/v1/gpu/metrics", &[])).await;
+    let head = Request::head("/api/v1/gpu/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let (_, head_headers, empty) = send(app(store), head).await;
+
+    assert!(empty.is_empty());
+    assert_eq!(
+        head_headers[header::CONTENT_LENGTH],
+        body.len().to_string().as_str()
+    );
+    assert_eq!(head_headers[header::ETAG], get_headers[header::ETAG]);
+}

@@ -20,6 +20,9 @@ pub enum ApiError {
     /// A query parameter the endpoint does not take, or a malformed one.
     #[error("{0}")]
     BadParameter(String),
+    /// `/api/v1/gpu/nodes/{name}` for a node the snapshot does not have.
+    #[error("no node named {0:?} in the latest snapshot")]
+    UnknownNode(String),
     /// No poll has succeeded yet.
     #[error("no data yet: no poll of prometheus has succeeded since start-up")]
     NoData,
@@ -32,7 +35,7 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownNode(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::NoData | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -42,7 +45,7 @@ impl ApiError {
     /// The stable, machine-readable `error.code`.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::NotFound(_) => "not_found",
+            ApiError::NotFound(_) | ApiError::UnknownNode(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BadParameter(_) => "bad_request",
             ApiError::NoData => "no_data",

@@ -3,11 +3,14 @@
 //! [`router`] builds the whole application, middleware included, so that tests drive exactly
 //! what production serves.
 
+mod body;
+mod cache;
 mod envelope;
 mod error;
 mod gpu;
 mod health;
 mod params;
+mod respond;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +73,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     Router::new()
         .route("/api/v1/gpu/metrics", get(gpu::metrics))
         .route("/api/v1/gpu/nodes", get(gpu::nodes))
+        .route("/api/v1/gpu/nodes/{name}", get(gpu::node))
         .route("/api/v1/gpu/utilization", get(gpu::utilization))
         .route("/api/health", get(health::health))
         .route("/livez", get(health::livez))

@@ -1,26 +1,91 @@
-//! Query-string checking.
+//! Query-string checking: every endpoint names the parameters it takes, and anything else,
+//! or a malformed value, is a 400 that names the parameter. A silently ignored `?nodes=x`
+//! would look like a filter that worked.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::ApiError;
+use super::error::abbreviate;
+use crate::snapshot::NodeName;
 
-/// Extractor for endpoints that take no query parameters: any parameter is a 400 that names
-/// it, because a silently ignored `?node=x` would look like a filter that worked.
+/// The decoded query string.
+#[derive(Debug)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        Ok(Params { pairs })
+    }
+}
+
+impl Params {
+    /// Refuses any parameter not in `known`.
+    pub fn allow(&self, known: &[&str]) -> Result<(), ApiError> {
+        let Some((name, _)) = self
+            .pairs
+            .iter()
+            .find(|(n, _)| !known.contains(&n.as_str()))
+        else {
+            return Ok(());
+        };
+        let takes = match known {
+            [] => "none".to_owned(),
+            _ => known.join(", "),
+        };
+        Err(ApiError::BadParameter(format!(
+            "unknown query parameter {:?}: this endpoint takes {takes}",
+            abbreviate(name)
+        )))
+    }
+
+    /// `node=a,b` (repeatable): the named nodes, sorted and without duplicates; `None` when
+    /// the parameter is absent.
+    pub fn nodes(&self) -> Result<Option<Vec<NodeName>>, ApiError> {
+        let values: Vec<&str> = self.values("node").collect();
+        if values.is_empty() {
+            return Ok(None);
+        }
+        let mut names = Vec::new();
+        for raw in values.iter().flat_map(|v| v.split(',')) {
+            let name = NodeName::parse(raw).map_err(|_| {
+                ApiError::BadParameter(
+                    "query parameter \"node\" takes node names separated by commas, without empty ones"
+                        .to_owned(),
+                )
+            })?;
+            names.push(name);
+        }
+        names.sort();
+        names.dedup();
+        Ok(Some(names))
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Extractor for endpoints that take no query parameters.
 #[derive(Debug)]
 pub struct NoParams;
 
 impl<S: Send + Sync> FromRequestParts<S> for NoParams {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        match url::form_urlencoded::parse(query.as_bytes()).next() {
-            None => Ok(NoParams),
-            Some((name, _)) => Err(ApiError::BadParameter(format!(
-                "unknown query parameter {:?}: this endpoint takes none",
-                super::error::abbreviate(&name)
-            ))),
-        }
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Params::from_request_parts(parts, state).await?.allow(&[])?;
+        Ok(NoParams)
     }
 }

@@ -85,7 +85,9 @@ impl Poller {
 
         let previous = self.store.status();
         let status = match outcome {
-            PollOutcome::Joined { gpus, failures } => self.publish(gpus, failures, elapsed_ms),
+            PollOutcome::Joined { gpus, failures } => {
+                self.publish(&previous, gpus, failures, elapsed_ms).await
+            }
             PollOutcome::Failed {
                 failures,
                 unreachable,
@@ -100,21 +102,31 @@ impl Poller {
     /// Known shortcoming: the readings of a failed query are `None` in the new snapshot, not
     /// the values the previous snapshot had, so a single timed-out query blanks that metric
     /// for one interval.
-    fn publish(&self, gpus: Vec<Gpu>, failures: Vec<QueryFailure>, elapsed_ms: u64) -> PollStatus {
+    async fn publish(
+        &self,
+        previous: &PollStatus,
+        gpus: Vec<Gpu>,
+        failures: Vec<QueryFailure>,
+        elapsed_ms: u64,
+    ) -> PollStatus {
         let now = SystemTime::now();
-        let snapshot = Snapshot::new(
-            self.store.next_generation(),
-            now,
-            Instant::now(),
-            gpus,
-            failures,
-        );
+        let finished = Instant::now();
+        let generation = self.store.next_generation();
+
+        // Rendering and compressing 8,000 GPUs takes tens of milliseconds: keep it off the
+        // runtime threads that serve requests. A panic in it loses this poll, nothing else.
+        let build = move || Snapshot::new(generation, now, finished, gpus, failures);
+        let snapshot = match tokio::task::spawn_blocking(build).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => return self.failed_build(previous, &error),
+        };
         tracing::debug!(
-            generation = snapshot.generation,
+            generation,
             gpus = snapshot.gpus.len(),
             nodes = snapshot.node_count,
             failed_queries = snapshot.failures.len(),
             elapsed_ms,
+            render_ms = finished.elapsed().as_millis() as u64,
             "published snapshot"
         );
 
@@ -124,6 +136,15 @@ impl Poller {
             reachable: Some(true),
             last_success_at: Some(now),
             last_error,
+        }
+    }
+
+    fn failed_build(&self, previous: &PollStatus, error: &tokio::task::JoinError) -> PollStatus {
+        tracing::error!(error = %error, "building a snapshot failed; the previous one is still served");
+        PollStatus {
+            reachable: Some(true),
+            last_success_at: previous.last_success_at,
+            last_error: Some("building the snapshot from the poll's answers failed".to_owned()),
         }
     }
 

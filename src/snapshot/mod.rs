@@ -4,10 +4,14 @@
 //! moment (sort order, node summaries, averages), and publishes it through the [`Store`] with
 //! one atomic swap. Readers never see a half-built snapshot and never wait for the poller.
 
+mod fragment;
 mod model;
+mod rendered;
 mod store;
 mod summary;
 
+pub use fragment::{Fragment, stored_block};
 pub use model::{Gpu, GpuId, InvalidName, NodeName, QueryFailure, Snapshot};
+pub use rendered::{Rendered, View, average_tail};
 pub use store::{PollStatus, Store};
 pub use summary::NodeSummary;

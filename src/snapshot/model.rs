@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::rendered::Rendered;
 use super::summary::{self, NodeSummary};
 
 /// A GPU's identity in the one canonical form the API reports: `GPU-` and a lower-case id.
@@ -176,7 +177,7 @@ pub struct QueryFailure {
 }
 
 /// The result of one poll, with everything the endpoints serve derived from it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Snapshot {
     /// How many snapshots have been published, this one included.
     pub generation: u64,
@@ -194,11 +195,14 @@ pub struct Snapshot {
     pub utilization_avg_ratio: Option<f64>,
     /// Number of distinct named nodes.
     pub node_count: usize,
+    /// Every endpoint's `data`, serialized and compressed.
+    pub rendered: Rendered,
 }
 
 impl Snapshot {
-    /// Builds a snapshot, sorting the GPUs and deriving summaries once, here, so that no
-    /// request ever has to.
+    /// Builds a snapshot, sorting the GPUs, deriving summaries and rendering every response
+    /// body once, here, so that no request ever has to. For large clusters this takes
+    /// milliseconds; the poller runs it on a blocking thread.
     pub fn new(
         generation: u64,
         collected_at: SystemTime,
@@ -211,12 +215,14 @@ impl Snapshot {
 
         let nodes = summary::by_node(&gpus);
         let node_count = nodes.iter().filter(|n| n.name.is_some()).count();
+        let average = summary::mean(gpus.iter().filter_map(|g| g.utilization_ratio));
         Snapshot {
             generation,
             collected_at,
             collected_instant,
             failures,
-            utilization_avg_ratio: summary::mean(gpus.iter().filter_map(|g| g.utilization_ratio)),
+            rendered: Rendered::new(&gpus, &nodes, average),
+            utilization_avg_ratio: average,
             gpus,
             nodes,
             node_count,
