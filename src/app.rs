@@ -40,6 +40,7 @@ pub struct Application {
     router: axum::Router,
     poller: Poller,
     shutdown_grace: Duration,
+    cancel: CancellationToken,
 }
 
 impl Application {
@@ -52,11 +53,15 @@ impl Application {
 
         let client = Client::new(&config.prometheus.url, config.prometheus.query_timeout)?;
         let store = Arc::new(Store::new());
+        let cancel = CancellationToken::new();
         let state = AppState {
             store: Arc::clone(&store),
             poll_interval: config.poller.interval,
             stale_after: config.poller.stale_after,
             prometheus_url: client.redacted_url().to_owned(),
+            subscribers: Arc::default(),
+            max_stream_subscribers: config.server.max_stream_subscribers,
+            shutdown: cancel.clone(),
         };
         let settings = HttpSettings {
             request_timeout: config.server.request_timeout,
@@ -75,6 +80,7 @@ impl Application {
             ),
             listener,
             shutdown_grace: config.server.shutdown_grace,
+            cancel,
         })
     }
 
@@ -89,9 +95,9 @@ impl Application {
     /// the poller finish, and returns; work still running after `server.shutdown_grace` is
     /// abandoned so that the process always exits in bounded time.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
         tracing::info!(address = %self.local_addr(), "listening");
+        let cancel = self.cancel;
+        let tracker = TaskTracker::new();
 
         tracker.spawn(self.poller.run(cancel.child_token()));
         let stop = cancel.clone();

@@ -31,6 +31,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "request_timeout",
             "shutdown_grace",
             "cors_allowed_origins",
+            "max_stream_subscribers",
         ],
     ),
     ("prometheus", &["url", "query_timeout"]),
@@ -77,6 +78,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Browser origins allowed by CORS.
     pub cors_allowed_origins: AllowedOrigins,
+    /// Most event streams open at once.
+    pub max_stream_subscribers: usize,
 }
 
 /// Which browser origins may read the API.
@@ -305,12 +308,14 @@ impl<'a> Reader<'a> {
         let request_timeout = self.duration("server.request_timeout");
         let shutdown_grace = self.duration("server.shutdown_grace");
         let cors_allowed_origins = self.origins("server.cors_allowed_origins");
+        let max_stream_subscribers = self.count("server.max_stream_subscribers");
 
         Some(ServerConfig {
             listen: listen?,
             request_timeout: request_timeout?,
             shutdown_grace: shutdown_grace?,
             cors_allowed_origins: cors_allowed_origins?,
+            max_stream_subscribers: max_stream_subscribers?,
         })
     }
 
@@ -422,6 +427,14 @@ impl<'a> Reader<'a> {
             Ok(duration) => Some(duration),
             Err(error) => self.fail(key, format!("{text:?} is not a duration: {error}")),
         }
+    }
+
+    fn count(&mut self, key: &str) -> Option<usize> {
+        let count: usize = self.value(key, "a whole number such as 1000")?;
+        if count == 0 {
+            return self.fail(key, "must be at least 1".into());
+        }
+        Some(count)
     }
 
     fn socket_addr(&mut self, key: &str) -> Option<SocketAddr> {

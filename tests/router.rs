@@ -15,6 +15,7 @@ use gpu_monitoring_api::snapshot::{
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const STALE_AFTER: Duration = Duration::from_secs(15);
@@ -57,6 +58,9 @@ fn app_with(store: Arc<Store>, origins: AllowedOrigins) -> Router {
         poll_interval: Duration::from_secs(5),
         stale_after: STALE_AFTER,
         prometheus_url: "http://prometheus:9090/".into(),
+        subscribers: Arc::default(),
+        max_stream_subscribers: 2,
+        shutdown: CancellationToken::new(),
     };
     let settings = HttpSettings {
         request_timeout: Duration::from_secs(10),

@@ -26,6 +26,9 @@ pub enum ApiError {
     /// No poll has succeeded yet.
     #[error("no data yet: no poll of prometheus has succeeded since start-up")]
     NoData,
+    /// `server.max_stream_subscribers` streams are already open.
+    #[error("{0} streams are open, the most this service allows; retry later or poll instead")]
+    TooManySubscribers(usize),
     /// The request ran past `server.request_timeout`.
     #[error("the request took longer than {}", humantime::format_duration(*.0))]
     Timeout(Duration),
@@ -38,7 +41,9 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownNode(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadParameter(_) => StatusCode::BAD_REQUEST,
-            ApiError::NoData | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoData | ApiError::Timeout(_) | ApiError::TooManySubscribers(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -50,6 +55,7 @@ impl ApiError {
             ApiError::BadParameter(_) => "bad_request",
             ApiError::NoData => "no_data",
             ApiError::Timeout(_) => "timeout",
+            ApiError::TooManySubscribers(_) => "too_many_subscribers",
         }
     }
 }

@@ -12,51 +12,58 @@ use axum::response::Response;
 use super::params::Params;
 use super::respond::{Answer, respond};
 use super::{ApiError, AppState};
-use crate::snapshot::{Fragment, NodeName, Snapshot, View, average_tail};
+use crate::snapshot::{Fragment, NodeName, Snapshot, View as Rendering, average_tail};
+
+/// The three views of the GPU data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Every GPU with every reading.
+    Metrics,
+    /// One summary per node.
+    Nodes,
+    /// uuid, node and utilization per GPU, and their mean.
+    Utilization,
+}
+
+impl View {
+    /// `?view=`, default `metrics`.
+    pub fn parse(value: Option<&str>) -> Result<View, ApiError> {
+        match value {
+            None | Some("metrics") => Ok(View::Metrics),
+            Some("nodes") => Ok(View::Nodes),
+            Some("utilization") => Ok(View::Utilization),
+            Some(other) => Err(ApiError::BadParameter(format!(
+                "query parameter \"view\" is {:?}; use metrics, nodes or utilization",
+                super::error::abbreviate(other)
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            View::Metrics => "metrics",
+            View::Nodes => "nodes",
+            View::Utilization => "utilization",
+        }
+    }
+}
 
 /// `GET /api/v1/gpu/metrics[?node=a,b]`: every GPU with every reading.
 pub async fn metrics(
-    State(state): State<AppState>,
+    state: State<AppState>,
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    params.allow(&["node"])?;
-    let nodes = params.nodes()?;
-    let snapshot = latest(&state)?;
-
-    let view = &snapshot.rendered.metrics;
-    let answer = match nodes {
-        None => whole(&snapshot, "metrics", view),
-        Some(names) => {
-            let at = positions(&snapshot, &names);
-            let data = select(view, &at, b"{\"gpus\":[", b"]}".to_vec());
-            filtered(&snapshot, "metrics", names, &at, data)
-        }
-    };
-    Ok(respond(&state, &snapshot, &headers, answer))
+    filterable(state, params, headers, View::Metrics).await
 }
 
 /// `GET /api/v1/gpu/utilization[?node=a,b]`: the light view for busy dashboards.
 pub async fn utilization(
-    State(state): State<AppState>,
+    state: State<AppState>,
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    params.allow(&["node"])?;
-    let nodes = params.nodes()?;
-    let snapshot = latest(&state)?;
-
-    let view = &snapshot.rendered.utilization;
-    let answer = match nodes {
-        None => whole(&snapshot, "utilization", view),
-        Some(names) => {
-            let at = positions(&snapshot, &names);
-            let tail = average_tail(snapshot.rendered.utilization_average(&at));
-            let data = select(view, &at, b"{\"gpus\":[", tail);
-            filtered(&snapshot, "utilization", names, &at, data)
-        }
-    };
-    Ok(respond(&state, &snapshot, &headers, answer))
+    filterable(state, params, headers, View::Utilization).await
 }
 
 /// `GET /api/v1/gpu/nodes`: one summary per node.
@@ -68,7 +75,7 @@ pub async fn nodes(
     params.allow(&[])?;
     let snapshot = latest(&state)?;
 
-    let answer = whole(&snapshot, "nodes", &snapshot.rendered.nodes);
+    let answer = answer(&snapshot, View::Nodes, None);
     Ok(respond(&state, &snapshot, &headers, answer))
 }
 
@@ -94,17 +101,52 @@ pub async fn node(
     Ok(respond(&state, &snapshot, &headers, answer))
 }
 
-fn latest(state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
-    state.store.snapshot().ok_or(ApiError::NoData)
+async fn filterable(
+    State(state): State<AppState>,
+    params: Params,
+    headers: HeaderMap,
+    view: View,
+) -> Result<Response, ApiError> {
+    params.allow(&["node"])?;
+    let nodes = params.nodes()?;
+    let snapshot = latest(&state)?;
+
+    let answer = answer(&snapshot, view, nodes);
+    Ok(respond(&state, &snapshot, &headers, answer))
 }
 
-fn whole(snapshot: &Snapshot, view: &'static str, rendered: &View) -> Answer {
-    Answer {
-        view,
-        nodes: None,
-        data: vec![rendered.whole.clone()],
-        message: summary(snapshot.gpus.len(), snapshot.node_count),
-    }
+/// What `view` answers from `snapshot`, for every node or only the named ones.
+pub fn answer(snapshot: &Snapshot, view: View, nodes: Option<Vec<NodeName>>) -> Answer {
+    let rendered = &snapshot.rendered;
+    let rendering = match view {
+        View::Metrics => &rendered.metrics,
+        View::Nodes => &rendered.nodes,
+        View::Utilization => &rendered.utilization,
+    };
+    let Some(names) = nodes else {
+        return Answer {
+            view: view.name(),
+            nodes: None,
+            data: vec![rendering.whole.clone()],
+            message: summary(snapshot.gpus.len(), snapshot.node_count),
+        };
+    };
+
+    let at = positions(snapshot, &names);
+    let (head, tail): (&'static [u8], Vec<u8>) = match view {
+        View::Metrics => (b"{\"gpus\":[", b"]}".to_vec()),
+        View::Nodes => (b"{\"nodes\":[", b"]}".to_vec()),
+        View::Utilization => (
+            b"{\"gpus\":[",
+            average_tail(rendered.utilization_average(&at)),
+        ),
+    };
+    let data = select(rendering, &at, head, tail);
+    filtered(snapshot, view.name(), names, &at, data)
+}
+
+fn latest(state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
+    state.store.snapshot().ok_or(ApiError::NoData)
 }
 
 fn filtered(
@@ -134,14 +176,19 @@ fn positions(snapshot: &Snapshot, names: &[NodeName]) -> Vec<usize> {
 }
 
 /// `head`, the chosen nodes' fragments separated by commas, `tail`.
-fn select(view: &View, at: &[usize], head: &'static [u8], tail: Vec<u8>) -> Vec<Fragment> {
+fn select(
+    rendering: &Rendering,
+    at: &[usize],
+    head: &'static [u8],
+    tail: Vec<u8>,
+) -> Vec<Fragment> {
     let mut data = Vec::with_capacity(at.len() * 2 + 2);
     data.push(Fragment::literal(head));
     for (n, &i) in at.iter().enumerate() {
         if n > 0 {
             data.push(Fragment::literal(&b","[..]));
         }
-        data.push(view.per_node[i].clone());
+        data.push(rendering.per_node[i].clone());
     }
     data.push(Fragment::literal(tail));
     data

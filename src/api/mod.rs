@@ -11,6 +11,7 @@ mod gpu;
 mod health;
 mod params;
 mod respond;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::routing::get;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -27,6 +29,7 @@ use tracing::Level;
 
 pub use envelope::{Envelope, ErrorBody, SnapshotMeta};
 pub use error::ApiError;
+pub use stream::Subscribers;
 
 use crate::config::AllowedOrigins;
 use crate::snapshot::Store;
@@ -42,6 +45,12 @@ pub struct AppState {
     pub stale_after: Duration,
     /// Prometheus's base URL without credentials, for the health endpoint.
     pub prometheus_url: String,
+    /// Open event streams.
+    pub subscribers: Arc<Subscribers>,
+    /// `server.max_stream_subscribers`.
+    pub max_stream_subscribers: usize,
+    /// Fires on shutdown, so that event streams end and connections can drain.
+    pub shutdown: CancellationToken,
 }
 
 /// Settings of the HTTP layer itself.
@@ -64,13 +73,9 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
-        .layer(cors(&settings.cors_allowed_origins))
-        .layer(HandleErrorLayer::new(move |_| async move {
-            ApiError::Timeout(timeout)
-        }))
-        .timeout(timeout);
+        .layer(cors(&settings.cors_allowed_origins));
 
-    Router::new()
+    let answered_at_once = Router::new()
         .route("/api/v1/gpu/metrics", get(gpu::metrics))
         .route("/api/v1/gpu/nodes", get(gpu::nodes))
         .route("/api/v1/gpu/nodes/{name}", get(gpu::node))
@@ -78,6 +83,18 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .route("/api/health", get(health::health))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |_| async move {
+                    ApiError::Timeout(timeout)
+                }))
+                .timeout(timeout),
+        );
+
+    // The stream is open for as long as the client stays, so the request timeout, which
+    // was added above, does not apply to it.
+    answered_at_once
+        .route("/api/v1/gpu/stream", get(stream::stream))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware)

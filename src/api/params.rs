@@ -69,6 +69,18 @@ impl Params {
         Ok(Some(names))
     }
 
+    /// The single value of `name`, if given; a repeated parameter is refused.
+    pub fn single<'a>(&'a self, name: &'a str) -> Result<Option<&'a str>, ApiError> {
+        let mut values = self.values(name);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::BadParameter(format!(
+                "query parameter {name:?} is given more than once"
+            )));
+        }
+        Ok(first)
+    }
+
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs
             .iter()

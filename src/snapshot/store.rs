@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::watch;
 
 use super::Snapshot;
 
@@ -26,20 +27,38 @@ impl PollStatus {
     }
 }
 
-/// The latest snapshot and poll status, each behind its own atomic pointer.
+/// The latest snapshot and poll status, each behind its own atomic pointer, and a channel
+/// that tells stream subscribers a new generation exists.
 ///
 /// Readers take a cheap `Arc` clone and work on it; the poller swaps in a new value whole.
-/// Neither ever waits for the other.
-#[derive(Debug, Default)]
+/// Neither ever waits for the other. The channel holds only the latest generation, so a
+/// subscriber that falls behind skips to the newest snapshot instead of queueing old ones.
+#[derive(Debug)]
 pub struct Store {
     snapshot: ArcSwapOption<Snapshot>,
     status: ArcSwap<PollStatus>,
+    generations: watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            snapshot: ArcSwapOption::empty(),
+            status: ArcSwap::default(),
+            generations: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Store {
     /// An empty store: no snapshot yet, no poll yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A receiver that wakes when a snapshot is published after this call.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generations.subscribe()
     }
 
     /// The latest snapshot, if any poll has published one.
@@ -62,7 +81,9 @@ impl Store {
 
     /// Makes `snapshot` the one every new request sees.
     pub fn publish(&self, snapshot: Snapshot) {
+        let generation = snapshot.generation;
         self.snapshot.store(Some(Arc::new(snapshot)));
+        self.generations.send_replace(generation);
     }
 
     /// Records how the latest poll went.
