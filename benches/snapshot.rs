@@ -1,9 +1,24 @@
-//! The poller's hot path, per cluster size: decoding Prometheus's answers, joining them per
-//! GPU and building the snapshot, next to the floor for the same bytes (an untyped
-//! `serde_json::Value` parse), and rendering the metrics body once built.
+//! The hot paths, per cluster size, each beside a reference in the same run:
+//! - building a snapshot from Prometheus's answers (decode, join, render, compress), beside
+//!   an untyped `serde_json::Value` parse of the same bytes;
+//! - serving one request from a built snapshot through the whole router (identity, gzip,
+//!   304, one node), beside a router that answers the same bytes from memory.
 
 use std::hint::black_box;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use axum::routing::get;
+use bytes::Bytes;
+use gpu_monitoring_api::api::{self, AppState, HttpSettings};
+use gpu_monitoring_api::config::AllowedOrigins;
+use gpu_monitoring_api::snapshot::Store;
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gpu_monitoring_api::exporter::NVIDIA_SMI;
@@ -93,18 +108,151 @@ fn snapshot_build(c: &mut Criterion) {
     group.finish();
 }
 
-fn render(c: &mut Criterion) {
-    let mut group = c.benchmark_group("render");
+fn serve(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("serve");
     for gpus in SIZES {
-        let snapshot = build(&responses(gpus));
-        group.bench_with_input(
-            BenchmarkId::new("gpu_metrics_json", gpus),
-            &snapshot,
-            |b, s| b.iter(|| serde_json::to_vec(black_box(&s.gpus)).expect("serializable")),
-        );
+        let app = service(build(&responses(gpus)));
+        let plain = runtime.block_on(body_of(&app, request(&[])));
+        let gzipped = runtime.block_on(body_of(&app, request(&[("accept-encoding", "gzip")])));
+        let etag = runtime.block_on(etag_of(&app));
+        let reference = reference(plain.clone());
+
+        let one_node = "/api/v1/gpu/metrics?node=gpu-node-0000";
+        let cases = [
+            Case::new("metrics_identity", &app, METRICS, &[]),
+            Case::new(
+                "metrics_gzip",
+                &app,
+                METRICS,
+                &[("accept-encoding", "gzip")],
+            ),
+            Case::new("metrics_304", &app, METRICS, &[("if-none-match", &etag)]),
+            Case::new("metrics_one_node", &app, one_node, &[]),
+            Case::new("reference_same_bytes", &reference, METRICS, &[]),
+        ];
+        for case in &cases {
+            group.bench_function(BenchmarkId::new(case.name, gpus), |b| {
+                b.to_async(&runtime).iter(|| case.run())
+            });
+        }
+        assert!(gzipped.len() < plain.len(), "gzip is smaller");
     }
     group.finish();
 }
 
-criterion_group!(benches, snapshot_build, render);
+const METRICS: &str = "/api/v1/gpu/metrics";
+
+/// One request to time: which router, which URI, which headers.
+struct Case<'a> {
+    name: &'static str,
+    router: &'a Router,
+    uri: &'static str,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl<'a> Case<'a> {
+    fn new(
+        name: &'static str,
+        router: &'a Router,
+        uri: &'static str,
+        headers: &[(&'static str, &str)],
+    ) -> Self {
+        let headers = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Case {
+            name,
+            router,
+            uri,
+            headers,
+        }
+    }
+
+    async fn run(&self) -> usize {
+        let mut builder = Request::get(self.uri);
+        for (name, value) in &self.headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        let request = builder.body(Body::empty()).expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        drain(response).await
+    }
+}
+
+fn service(snapshot: Snapshot) -> Router {
+    let store = Arc::new(Store::new());
+    store.publish(snapshot);
+    let state = AppState {
+        store,
+        poll_interval: Duration::from_secs(5),
+        stale_after: Duration::from_secs(15),
+        prometheus_url: "http://prometheus:9090/".into(),
+        subscribers: Arc::default(),
+        max_stream_subscribers: 10,
+        shutdown: CancellationToken::new(),
+    };
+    let settings = HttpSettings {
+        request_timeout: Duration::from_secs(10),
+        cors_allowed_origins: AllowedOrigins::Any,
+    };
+    api::router(state, &settings)
+}
+
+/// The limit for any handler: the same bytes, already in memory, through the same stack.
+fn reference(body: Bytes) -> Router {
+    Router::new().route(
+        "/api/v1/gpu/metrics",
+        get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    )
+}
+
+fn request(headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::get("/api/v1/gpu/metrics");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    builder.body(Body::empty()).expect("request")
+}
+
+async fn body_of(app: &Router, request: Request<Body>) -> Bytes {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+}
+
+async fn etag_of(app: &Router) -> String {
+    let response = app.clone().oneshot(request(&[])).await.expect("infallible");
+    response.headers()["etag"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+async fn drain(response: axum::response::Response) -> usize {
+    let mut body = response.into_body();
+    let mut total = 0;
+    while let Some(frame) = body.frame().await {
+        total += frame
+            .expect("infallible")
+            .into_data()
+            .map_or(0, |d| d.len());
+    }
+    total
+}
+
+criterion_group!(benches, snapshot_build, serve);
 criterion_main!(benches);

@@ -23,43 +23,76 @@ pub enum Encoding {
 /// gzip member header: magic, DEFLATE, no flags, no mtime, no extra flags, unknown OS.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
+/// A piece of a response body.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    /// Rendered and compressed when the snapshot was published, shared by every request.
+    Shared(Fragment),
+    /// A few bytes made for this request; framed for gzip only if gzip is sent.
+    Literal(Bytes),
+}
+
+impl Piece {
+    /// A literal from static bytes.
+    pub const fn text(bytes: &'static [u8]) -> Piece {
+        Piece::Literal(Bytes::from_static(bytes))
+    }
+
+    /// The piece's JSON bytes.
+    pub fn raw(&self) -> &Bytes {
+        match self {
+            Piece::Shared(fragment) => &fragment.raw,
+            Piece::Literal(bytes) => bytes,
+        }
+    }
+}
+
 /// The envelope around `data`: the fields that are the same for every request first, and
 /// the ones that are not (message, freshness) in one short literal at the end.
-pub fn envelope<M: Serialize>(data: Vec<Fragment>, message: &str, meta: &M) -> Vec<Fragment> {
-    let mut tail = b",\"message\":".to_vec();
+pub fn envelope<M: Serialize>(data: Vec<Piece>, message: &str, meta: &M) -> Vec<Piece> {
+    let mut tail = Vec::with_capacity(320);
+    tail.extend_from_slice(b",\"message\":");
     serde_json::to_writer(&mut tail, message).expect("a string serializes");
     tail.extend_from_slice(b",\"error\":null,\"snapshot\":");
     serde_json::to_writer(&mut tail, meta).expect("snapshot metadata serializes");
     tail.push(b'}');
 
     let mut pieces = Vec::with_capacity(data.len() + 2);
-    pieces.push(Fragment::literal(&b"{\"success\":true,\"data\":"[..]));
+    pieces.push(Piece::text(b"{\"success\":true,\"data\":"));
     pieces.extend(data);
-    pieces.push(Fragment::literal(tail));
+    pieces.push(Piece::Literal(tail.into()));
     pieces
 }
 
 /// The bytes to send for `pieces` in `encoding`, sharing the fragments' buffers.
-pub fn encode(pieces: &[Fragment], encoding: Encoding) -> Chunks {
+pub fn encode(pieces: &[Piece], encoding: Encoding) -> Chunks {
     match encoding {
-        Encoding::Identity => Chunks::new(pieces.iter().map(|p| p.raw.clone()).collect()),
+        Encoding::Identity => Chunks::new(pieces.iter().map(|p| p.raw().clone()).collect()),
         Encoding::Gzip => Chunks::new(gzip(pieces)),
     }
 }
 
-/// One gzip member: header, the pieces' DEFLATE streams, an empty final block, and a trailer
-/// whose CRC-32 is combined from the pieces' checksums.
-fn gzip(pieces: &[Fragment]) -> VecDeque<Bytes> {
+/// One gzip member: header, the pieces' DEFLATE streams (literals as stored blocks), an
+/// empty final block, and a trailer whose CRC-32 is combined from the pieces' checksums.
+fn gzip(pieces: &[Piece]) -> VecDeque<Bytes> {
     let mut crc = crc32fast::Hasher::new();
     let mut chunks = VecDeque::with_capacity(pieces.len() + 3);
     chunks.push_back(Bytes::from_static(&GZIP_HEADER));
     for piece in pieces {
-        crc.combine(&piece.crc);
-        chunks.push_back(piece.deflate.clone());
+        match piece {
+            Piece::Shared(fragment) => {
+                crc.combine(&fragment.crc);
+                chunks.push_back(fragment.deflate.clone());
+            }
+            Piece::Literal(bytes) => {
+                crc.update(bytes);
+                chunks.push_back(Bytes::from(stored_block(bytes, false)));
+            }
+        }
     }
     chunks.push_back(Bytes::from(stored_block(b"", true)));
 
-    let length: u64 = pieces.iter().map(|p| p.raw.len() as u64).sum();
+    let length: u64 = pieces.iter().map(|p| p.raw().len() as u64).sum();
     let mut trailer = crc.finalize().to_le_bytes().to_vec();
     trailer.extend_from_slice(&(length as u32).to_le_bytes());
     chunks.push_back(Bytes::from(trailer));
@@ -121,9 +154,9 @@ mod tests {
     #[test]
     fn the_gzip_form_decompresses_to_exactly_the_identity_form() {
         let data = vec![
-            Fragment::new(br#"{"gpus":[{"uuid":"GPU-1"}"#.repeat(50)),
-            Fragment::literal(&b","[..]),
-            Fragment::new(br#"{"uuid":"GPU-2"}]}"#.to_vec()),
+            Piece::Shared(Fragment::new(br#"{"gpus":[{"uuid":"GPU-1"}"#.repeat(50))),
+            Piece::text(b","),
+            Piece::Shared(Fragment::new(br#"{"uuid":"GPU-2"}]}"#.to_vec())),
         ];
         let pieces = envelope(
             data,
@@ -146,7 +179,7 @@ mod tests {
 
     #[test]
     fn the_body_reports_its_exact_length() {
-        let pieces = envelope(vec![Fragment::literal(&b"{}"[..])], "m", &0);
+        let pieces = envelope(vec![Piece::text(b"{}")], "m", &0);
         let chunks = encode(&pieces, Encoding::Identity);
 
         let expected = collect(encode(&pieces, Encoding::Identity)).len() as u64;

@@ -13,24 +13,26 @@ use crate::snapshot::NodeName;
 
 /// The validators and freshness of one representation.
 #[derive(Debug)]
-pub struct Validators {
+pub struct Validators<'a> {
     /// Weak, because `age_seconds` in the body changes from one response to the next while
     /// the data it describes does not.
     pub etag: HeaderValue,
     /// When the poll behind the snapshot finished.
     pub last_modified: SystemTime,
+    /// The same as an HTTP date.
+    pub last_modified_text: &'a str,
     /// Whole seconds until the next poll is due.
     pub max_age: u64,
 }
 
-impl Validators {
+impl<'a> Validators<'a> {
     /// Validators for `view` of `generation`, filtered to `nodes` if given, in `encoding`.
     pub fn new(
         generation: u64,
         view: &str,
         nodes: Option<&[NodeName]>,
         encoding: Encoding,
-        last_modified: SystemTime,
+        last_modified: (SystemTime, &'a str),
         until_next_poll: Duration,
     ) -> Self {
         let filter = nodes.map_or(String::new(), |names| format!("-{:016x}", digest(names)));
@@ -41,7 +43,8 @@ impl Validators {
         let etag = format!("W/\"{generation}-{view}{filter}{coding}\"");
         Validators {
             etag: HeaderValue::from_str(&etag).expect("an ETag of ASCII letters and digits"),
-            last_modified,
+            last_modified: last_modified.0,
+            last_modified_text: last_modified.1,
             max_age: until_next_poll.as_secs(),
         }
     }
@@ -62,10 +65,9 @@ impl Validators {
     /// Adds `ETag`, `Last-Modified`, `Cache-Control` and `Vary` to `headers`.
     pub fn apply(&self, headers: &mut HeaderMap) {
         headers.insert(header::ETAG, self.etag.clone());
-        let date = httpdate::fmt_http_date(self.last_modified);
         headers.insert(
             header::LAST_MODIFIED,
-            HeaderValue::from_str(&date).expect("an HTTP date is ASCII"),
+            HeaderValue::from_str(self.last_modified_text).expect("an HTTP date is ASCII"),
         );
         let control = format!("public, max-age={}", self.max_age);
         headers.insert(
@@ -159,7 +161,7 @@ mod tests {
     fn etags_differ_by_generation_view_filter_and_coding() {
         let at = SystemTime::UNIX_EPOCH;
         let tag = |generation, view, nodes: Option<&[NodeName]>, encoding| {
-            Validators::new(generation, view, nodes, encoding, at, Duration::ZERO).etag
+            Validators::new(generation, view, nodes, encoding, (at, ""), Duration::ZERO).etag
         };
         let a = [NodeName::parse("a").expect("name")];
 
@@ -178,7 +180,7 @@ mod tests {
             "metrics",
             None,
             Encoding::Identity,
-            SystemTime::now(),
+            (SystemTime::now(), ""),
             Duration::ZERO,
         );
         let mut request = HeaderMap::new();
@@ -202,7 +204,14 @@ mod tests {
     #[test]
     fn if_modified_since_compares_whole_seconds() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_292_000_900);
-        let v = Validators::new(3, "metrics", None, Encoding::Identity, at, Duration::ZERO);
+        let v = Validators::new(
+            3,
+            "metrics",
+            None,
+            Encoding::Identity,
+            (at, ""),
+            Duration::ZERO,
+        );
         let since = |date: &'static str| {
             let mut request = HeaderMap::new();
             request.insert(header::IF_MODIFIED_SINCE, HeaderValue::from_static(date));

@@ -44,7 +44,7 @@ pub struct SnapshotMeta<'a> {
     /// Snapshots published so far; this one is the latest.
     pub generation: u64,
     /// When the poll that made it finished, RFC 3339 in UTC.
-    pub collected_at: String,
+    pub collected_at: &'a str,
     /// Seconds since then, at the moment of this response.
     pub age_seconds: f64,
     /// Whether that age is past `poller.stale_after`.
@@ -63,7 +63,7 @@ impl<'a> SnapshotMeta<'a> {
         let age = Instant::now().saturating_duration_since(snapshot.collected_instant);
         SnapshotMeta {
             generation: snapshot.generation,
-            collected_at: timestamp(snapshot.collected_at),
+            collected_at: &snapshot.collected_at_text,
             age_seconds: (age.as_secs_f64() * 1000.0).round() / 1000.0,
             stale: age > state.stale_after,
             poll_interval_seconds: state.poll_interval.as_secs_f64(),

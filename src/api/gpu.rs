@@ -9,10 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
+use super::body::Piece;
 use super::params::Params;
 use super::respond::{Answer, respond};
 use super::{ApiError, AppState};
-use crate::snapshot::{Fragment, NodeName, Snapshot, View as Rendering, average_tail};
+use crate::snapshot::{NodeName, Snapshot, View as Rendering, average_tail};
 
 /// The three views of the GPU data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,9 +94,9 @@ pub async fn node(
     let at = snapshot.rendered.position(&name).ok_or_else(unknown)?;
 
     let data = vec![
-        Fragment::literal(&b"{\"node\":"[..]),
-        snapshot.rendered.nodes.per_node[at].clone(),
-        Fragment::literal(&b"}"[..]),
+        Piece::text(b"{\"node\":"),
+        Piece::Shared(snapshot.rendered.nodes.per_node[at].clone()),
+        Piece::text(b"}"),
     ];
     let answer = filtered(&snapshot, "node", vec![name], &[at], data);
     Ok(respond(&state, &snapshot, &headers, answer))
@@ -127,7 +128,7 @@ pub fn answer(snapshot: &Snapshot, view: View, nodes: Option<Vec<NodeName>>) -> 
         return Answer {
             view: view.name(),
             nodes: None,
-            data: vec![rendering.whole.clone()],
+            data: vec![Piece::Shared(rendering.whole.clone())],
             message: summary(snapshot.gpus.len(), snapshot.node_count),
         };
     };
@@ -154,7 +155,7 @@ fn filtered(
     view: &'static str,
     names: Vec<NodeName>,
     at: &[usize],
-    data: Vec<Fragment>,
+    data: Vec<Piece>,
 ) -> Answer {
     let gpus = at.iter().map(|&i| snapshot.nodes[i].gpu_count).sum();
     Answer {
@@ -176,21 +177,16 @@ fn positions(snapshot: &Snapshot, names: &[NodeName]) -> Vec<usize> {
 }
 
 /// `head`, the chosen nodes' fragments separated by commas, `tail`.
-fn select(
-    rendering: &Rendering,
-    at: &[usize],
-    head: &'static [u8],
-    tail: Vec<u8>,
-) -> Vec<Fragment> {
+fn select(rendering: &Rendering, at: &[usize], head: &'static [u8], tail: Vec<u8>) -> Vec<Piece> {
     let mut data = Vec::with_capacity(at.len() * 2 + 2);
-    data.push(Fragment::literal(head));
+    data.push(Piece::text(head));
     for (n, &i) in at.iter().enumerate() {
         if n > 0 {
-            data.push(Fragment::literal(&b","[..]));
+            data.push(Piece::text(b","));
         }
-        data.push(rendering.per_node[i].clone());
+        data.push(Piece::Shared(rendering.per_node[i].clone()));
     }
-    data.push(Fragment::literal(tail));
+    data.push(Piece::Literal(tail.into()));
     data
 }
 

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use super::AppState;
-use super::body::{self, Encoding};
+use super::body::{self, Encoding, Piece};
 use super::cache::{Validators, negotiate};
 use super::envelope::SnapshotMeta;
-use crate::snapshot::{Fragment, NodeName, Snapshot};
+use crate::snapshot::{NodeName, Snapshot};
 
 /// What a GPU endpoint answers, before encoding.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub struct Answer {
     /// The node filter, which gets its own ETag.
     pub nodes: Option<Vec<NodeName>>,
     /// `data`, as fragments rendered at publish time and short literals.
-    pub data: Vec<Fragment>,
+    pub data: Vec<Piece>,
     /// The envelope's `message`.
     pub message: String,
 }
@@ -42,7 +42,7 @@ pub fn respond(
         answer.view,
         answer.nodes.as_deref(),
         encoding,
-        snapshot.collected_at,
+        (snapshot.collected_at, &snapshot.last_modified),
         until_next_poll(state, snapshot),
     );
 

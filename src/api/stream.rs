@@ -167,7 +167,7 @@ impl Subscription {
         let head = format!("id: {}\nevent: snapshot\ndata: ", snapshot.generation);
         let mut frames = Vec::with_capacity(pieces.len() + 2);
         frames.push(Bytes::from(head));
-        frames.extend(pieces.into_iter().map(|p| p.raw));
+        frames.extend(pieces.iter().map(|p| p.raw().clone()));
         frames.push(Bytes::from_static(b"\n\n"));
         frames
     }

@@ -197,6 +197,10 @@ pub struct Snapshot {
     pub node_count: usize,
     /// Every endpoint's `data`, serialized and compressed.
     pub rendered: Rendered,
+    /// `collected_at` as RFC 3339 with milliseconds, formatted once.
+    pub collected_at_text: String,
+    /// `collected_at` as an HTTP date, for `Last-Modified`, formatted once.
+    pub last_modified: String,
 }
 
 impl Snapshot {
@@ -218,6 +222,8 @@ impl Snapshot {
         let average = summary::mean(gpus.iter().filter_map(|g| g.utilization_ratio));
         Snapshot {
             generation,
+            collected_at_text: humantime::format_rfc3339_millis(collected_at).to_string(),
+            last_modified: httpdate::fmt_http_date(collected_at),
             collected_at,
             collected_instant,
             failures,
