@@ -27,13 +27,13 @@ impl<'a> GpuTable<'a> {
     }
 
     /// Adds the info metric's series: names, driver, PCI bus id and index.
-    pub fn add_info(&mut self, samples: &[Sample]) {
+    pub fn add_info(&mut self, samples: &[Sample<'_>]) {
         let info = self.family.info;
         for sample in samples {
             let Some(gpu) = self.gpu_for(sample) else {
                 continue;
             };
-            let label = |name: &str| sample.labels.get(name).cloned();
+            let label = |name: &str| sample.labels.get(name).map(|v| v.to_string());
             gpu.name = label(info.model_label);
             gpu.driver_version = label(info.driver_label);
             gpu.pci_bus_id = label(info.pci_bus_id_label);
@@ -42,7 +42,7 @@ impl<'a> GpuTable<'a> {
     }
 
     /// Adds one value metric's series.
-    pub fn add_values(&mut self, metric: &ValueMetric, samples: &[Sample]) {
+    pub fn add_values(&mut self, metric: &ValueMetric, samples: &[Sample<'_>]) {
         for sample in samples {
             let value = Some(sample.value * metric.scale).filter(|v| v.is_finite());
             if let Some(gpu) = self.gpu_for(sample) {
@@ -61,7 +61,7 @@ impl<'a> GpuTable<'a> {
         self.gpus.into_values().collect()
     }
 
-    fn gpu_for(&mut self, sample: &Sample) -> Option<&mut Gpu> {
+    fn gpu_for(&mut self, sample: &Sample<'_>) -> Option<&mut Gpu> {
         let id = sample
             .labels
             .get(self.family.uuid_label)
@@ -86,9 +86,9 @@ impl<'a> GpuTable<'a> {
 ///
 /// `instance` is `host:port` of the scrape target, so its port is dropped; an IPv6
 /// `[addr]:port` keeps its address without the brackets.
-fn resolve_node(sample: &Sample, node_labels: &[String]) -> Option<NodeName> {
+fn resolve_node(sample: &Sample<'_>, node_labels: &[String]) -> Option<NodeName> {
     node_labels.iter().find_map(|label| {
-        let raw = sample.labels.get(label)?;
+        let raw: &str = sample.labels.get(label.as_str())?;
         let value = if label == "instance" {
             strip_port(raw)
         } else {
@@ -128,16 +128,18 @@ fn set_reading(gpu: &mut Gpu, reading: Reading, value: Option<f64>) {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
     use std::collections::BTreeMap;
 
     use super::*;
     use crate::exporter::NVIDIA_SMI;
+    use crate::prometheus::Text;
 
-    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+    fn sample(labels: &[(&'static str, &'static str)], value: f64) -> Sample<'static> {
         Sample {
             labels: labels
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (Text(Cow::Borrowed(*k)), Text(Cow::Borrowed(*v))))
                 .collect::<BTreeMap<_, _>>(),
             value,
         }

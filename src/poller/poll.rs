@@ -44,9 +44,13 @@ pub async fn poll_once(
     let mut unreachable = true;
     for (metric, answer) in answers {
         unreachable &= matches!(&answer, Err(e) if e.is_unreachable());
-        match answer {
+        let decoded = answer
+            .as_ref()
+            .map_err(|e| failure(metric, e))
+            .and_then(|answer| answer.samples().map_err(|e| failure(metric, &e)));
+        match decoded {
             Ok(samples) => add(&mut table, family, metric, &samples),
-            Err(error) => failures.push(failure(metric, &error)),
+            Err(failed) => failures.push(failed),
         }
     }
 
@@ -69,7 +73,7 @@ pub async fn poll_once(
     }
 }
 
-fn add(table: &mut GpuTable<'_>, family: &ExporterFamily, metric: &str, samples: &[Sample]) {
+fn add(table: &mut GpuTable<'_>, family: &ExporterFamily, metric: &str, samples: &[Sample<'_>]) {
     if metric == family.info.name {
         table.add_info(samples);
         return;

@@ -47,6 +47,19 @@ impl QueryError {
     }
 }
 
+/// A 2xx answer to a query, kept as bytes so that its samples can borrow from it.
+#[derive(Debug)]
+pub struct Answer {
+    body: bytes::Bytes,
+}
+
+impl Answer {
+    /// Decodes the body into the query's vector.
+    pub fn samples(&self) -> Result<Vec<Sample<'_>>, QueryError> {
+        Ok(response::decode(&self.body)?)
+    }
+}
+
 /// A Prometheus server, identified by its base URL.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -81,8 +94,9 @@ impl Client {
         &self.redacted
     }
 
-    /// Runs one instant query and returns its vector.
-    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, QueryError> {
+    /// Runs one instant query and returns the successful answer's body, still to be decoded
+    /// with [`Answer::samples`], which borrows from it.
+    pub async fn query(&self, promql: &str) -> Result<Answer, QueryError> {
         tokio::time::timeout(self.timeout, self.send(promql))
             .await
             .map_err(|_| QueryError::Timeout(self.timeout))?
@@ -90,7 +104,7 @@ impl Client {
 
     /// Known shortcoming: the body is read whole, with no size limit; a misbehaving proxy in
     /// front of Prometheus could make the poller hold a very large body in memory.
-    async fn send(&self, promql: &str) -> Result<Vec<Sample>, QueryError> {
+    async fn send(&self, promql: &str) -> Result<Answer, QueryError> {
         let mut request = self
             .http
             .get(self.query_url.clone())
@@ -103,11 +117,11 @@ impl Client {
         let status = response.status();
         let body = response.bytes().await.map_err(|e| self.unreachable(e))?;
 
-        let decoded = response::decode(&body);
         if status.is_success() {
-            return Ok(decoded?);
+            return Ok(Answer { body });
         }
 
+        let decoded = response::decode(&body);
         let reason = match decoded {
             Err(DecodeError::Api { .. }) | Err(DecodeError::Malformed(_)) => {
                 decoded.expect_err("matched an error").to_string()

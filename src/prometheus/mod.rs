@@ -6,5 +6,5 @@
 mod client;
 mod response;
 
-pub use client::{Client, QueryError, redact as redact_url};
-pub use response::{DecodeError, Sample, decode, parse_sample_value};
+pub use client::{Answer, Client, QueryError, redact as redact_url};
+pub use response::{DecodeError, Labels, Sample, Text, decode, parse_sample_value};

@@ -1,17 +1,44 @@
 //! Decoding of `/api/v1/query` response bodies.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+/// The labels of one series, borrowed from the response body where JSON escaping allows.
+pub type Labels<'a> = BTreeMap<Text<'a>, Text<'a>>;
+
+/// A string from the response body: borrowed when it has no JSON escapes, owned otherwise.
+///
+/// A bare `Cow<str>` inside a map is always decoded owned; this wrapper is what makes serde
+/// borrow.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// One series of an instant vector: its labels and its value at the query time.
 ///
 /// Label maps stay at this edge; the poller turns them into domain types straight away.
+/// They borrow from the response body, so a poll of thousands of GPUs does not allocate a
+/// string per label per series only to throw most of them away.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
+pub struct Sample<'a> {
     /// The series' labels, `__name__` included when Prometheus sends it.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels<'a>,
     /// The value, which may be NaN or infinite: Prometheus can hold both.
     pub value: f64,
 }
@@ -39,9 +66,10 @@ pub enum DecodeError {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    status: String,
-    data: Option<Data>,
+struct Envelope<'a> {
+    status: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Option<Data<'a>>,
     #[serde(rename = "errorType")]
     error_type: Option<String>,
     error: Option<String>,
@@ -51,14 +79,15 @@ struct Envelope {
 /// decoded straight into samples without an intermediate JSON tree.
 #[derive(Deserialize)]
 #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
-enum Data {
-    Vector(Vec<VectorSample>),
+enum Data<'a> {
+    #[serde(borrow)]
+    Vector(Vec<VectorSample<'a>>),
     Matrix(IgnoredAny),
     Scalar(IgnoredAny),
     String(IgnoredAny),
 }
 
-impl Data {
+impl Data<'_> {
     fn kind(&self) -> &'static str {
         match self {
             Data::Vector(_) => "vector",
@@ -70,9 +99,11 @@ impl Data {
 }
 
 #[derive(Deserialize)]
-struct VectorSample {
-    metric: BTreeMap<String, String>,
-    value: (f64, String),
+struct VectorSample<'a> {
+    #[serde(borrow)]
+    metric: Labels<'a>,
+    #[serde(borrow)]
+    value: (f64, Text<'a>),
 }
 
 /// Decodes a query response body, whatever the HTTP status it came with.
@@ -82,8 +113,8 @@ struct VectorSample {
 ///
 /// Known shortcoming: one sample whose value is not a number in a form Prometheus writes
 /// fails the whole query, so the metric is missing for every GPU in that poll.
-pub fn decode(body: &[u8]) -> Result<Vec<Sample>, DecodeError> {
-    let envelope: Envelope =
+pub fn decode(body: &[u8]) -> Result<Vec<Sample<'_>>, DecodeError> {
+    let envelope: Envelope<'_> =
         serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
 
     if envelope.status != "success" {
@@ -102,10 +133,10 @@ pub fn decode(body: &[u8]) -> Result<Vec<Sample>, DecodeError> {
     }
 }
 
-impl TryFrom<VectorSample> for Sample {
+impl<'a> TryFrom<VectorSample<'a>> for Sample<'a> {
     type Error = DecodeError;
 
-    fn try_from(raw: VectorSample) -> Result<Self, Self::Error> {
+    fn try_from(raw: VectorSample<'a>) -> Result<Self, Self::Error> {
         let (_timestamp, value) = raw.value;
         Ok(Sample {
             labels: raw.metric,
@@ -133,7 +164,7 @@ pub fn parse_sample_value(text: &str) -> Result<f64, DecodeError> {
 mod tests {
     use super::*;
 
-    fn decode_str(body: &str) -> Result<Vec<Sample>, DecodeError> {
+    fn decode_str(body: &str) -> Result<Vec<Sample<'_>>, DecodeError> {
         decode(body.as_bytes())
     }
 
@@ -146,7 +177,7 @@ mod tests {
         .expect("valid body");
 
         assert_eq!(samples.len(), 1);
-        assert_eq!(samples[0].labels["uuid"], "abc");
+        assert_eq!(&*samples[0].labels["uuid"], "abc");
         assert_eq!(samples[0].value, 0.25);
     }
 
@@ -201,5 +232,17 @@ mod tests {
         )
         .expect_err("bad value");
         assert_eq!(err, DecodeError::BadValue("x".into()));
+    }
+
+    #[test]
+    fn labels_borrow_from_the_body_unless_they_hold_escapes() {
+        let samples = decode_str(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"uuid":"abc","name":"A \u0026 B"},"value":[1,"1"]}]}}"#,
+        )
+        .expect("valid body");
+
+        assert!(matches!(samples[0].labels["uuid"].0, Cow::Borrowed(_)));
+        assert_eq!(&*samples[0].labels["name"], "A & B");
     }
 }
