@@ -20,7 +20,7 @@ pub struct Validators<'a> {
     /// When the poll behind the snapshot finished.
     pub last_modified: SystemTime,
     /// The same as an HTTP date.
-    pub last_modified_text: &'a str,
+    pub last_modified_header: &'a HeaderValue,
     /// Whole seconds until the next poll is due.
     pub max_age: u64,
 }
@@ -32,7 +32,7 @@ impl<'a> Validators<'a> {
         view: &str,
         nodes: Option<&[NodeName]>,
         encoding: Encoding,
-        last_modified: (SystemTime, &'a str),
+        last_modified: (SystemTime, &'a HeaderValue),
         until_next_poll: Duration,
     ) -> Self {
         let filter = nodes.map_or(String::new(), |names| format!("-{:016x}", digest(names)));
@@ -44,7 +44,7 @@ impl<'a> Validators<'a> {
         Validators {
             etag: HeaderValue::from_str(&etag).expect("an ETag of ASCII letters and digits"),
             last_modified: last_modified.0,
-            last_modified_text: last_modified.1,
+            last_modified_header: last_modified.1,
             max_age: until_next_poll.as_secs(),
         }
     }
@@ -65,10 +65,7 @@ impl<'a> Validators<'a> {
     /// Adds `ETag`, `Last-Modified`, `Cache-Control` and `Vary` to `headers`.
     pub fn apply(&self, headers: &mut HeaderMap) {
         headers.insert(header::ETAG, self.etag.clone());
-        headers.insert(
-            header::LAST_MODIFIED,
-            HeaderValue::from_str(self.last_modified_text).expect("an HTTP date is ASCII"),
-        );
+        headers.insert(header::LAST_MODIFIED, self.last_modified_header.clone());
         let control = format!("public, max-age={}", self.max_age);
         headers.insert(
             header::CACHE_CONTROL,
@@ -161,7 +158,15 @@ mod tests {
     fn etags_differ_by_generation_view_filter_and_coding() {
         let at = SystemTime::UNIX_EPOCH;
         let tag = |generation, view, nodes: Option<&[NodeName]>, encoding| {
-            Validators::new(generation, view, nodes, encoding, (at, ""), Duration::ZERO).etag
+            Validators::new(
+                generation,
+                view,
+                nodes,
+                encoding,
+                (at, &HeaderValue::from_static("")),
+                Duration::ZERO,
+            )
+            .etag
         };
         let a = [NodeName::parse("a").expect("name")];
 
@@ -175,12 +180,13 @@ mod tests {
 
     #[test]
     fn if_none_match_compares_weakly_and_wins_over_if_modified_since() {
+        let date = HeaderValue::from_static("");
         let v = Validators::new(
             3,
             "metrics",
             None,
             Encoding::Identity,
-            (SystemTime::now(), ""),
+            (SystemTime::now(), &date),
             Duration::ZERO,
         );
         let mut request = HeaderMap::new();
@@ -203,13 +209,14 @@ mod tests {
 
     #[test]
     fn if_modified_since_compares_whole_seconds() {
+        let date = HeaderValue::from_static("");
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_292_000_900);
         let v = Validators::new(
             3,
             "metrics",
             None,
             Encoding::Identity,
-            (at, ""),
+            (at, &date),
             Duration::ZERO,
         );
         let since = |date: &'static str| {

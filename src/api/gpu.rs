@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Request, State};
 use axum::response::Response;
 
 use super::body::Piece;
@@ -53,31 +52,31 @@ impl View {
 pub async fn metrics(
     state: State<AppState>,
     params: Params,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    filterable(state, params, headers, View::Metrics).await
+    filterable(state, params, request, View::Metrics).await
 }
 
 /// `GET /api/v1/gpu/utilization[?node=a,b]`: the light view for busy dashboards.
 pub async fn utilization(
     state: State<AppState>,
     params: Params,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    filterable(state, params, headers, View::Utilization).await
+    filterable(state, params, request, View::Utilization).await
 }
 
 /// `GET /api/v1/gpu/nodes`: one summary per node.
 pub async fn nodes(
     State(state): State<AppState>,
     params: Params,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
     params.allow(&[])?;
     let snapshot = latest(&state)?;
 
     let answer = answer(&snapshot, View::Nodes, None);
-    Ok(respond(&state, &snapshot, &headers, answer))
+    Ok(respond(&state, &snapshot, request.headers(), answer))
 }
 
 /// `GET /api/v1/gpu/nodes/{name}`: one node's summary, 404 for a node the snapshot lacks.
@@ -85,7 +84,7 @@ pub async fn node(
     State(state): State<AppState>,
     Path(name): Path<String>,
     params: Params,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
     params.allow(&[])?;
     let snapshot = latest(&state)?;
@@ -99,13 +98,13 @@ pub async fn node(
         Piece::text(b"}"),
     ];
     let answer = filtered(&snapshot, "node", vec![name], &[at], data);
-    Ok(respond(&state, &snapshot, &headers, answer))
+    Ok(respond(&state, &snapshot, request.headers(), answer))
 }
 
 async fn filterable(
     State(state): State<AppState>,
     params: Params,
-    headers: HeaderMap,
+    request: Request,
     view: View,
 ) -> Result<Response, ApiError> {
     params.allow(&["node"])?;
@@ -113,7 +112,7 @@ async fn filterable(
     let snapshot = latest(&state)?;
 
     let answer = answer(&snapshot, view, nodes);
-    Ok(respond(&state, &snapshot, &headers, answer))
+    Ok(respond(&state, &snapshot, request.headers(), answer))
 }
 
 /// What `view` answers from `snapshot`, for every node or only the named ones.

@@ -200,7 +200,7 @@ pub struct Snapshot {
     /// `collected_at` as RFC 3339 with milliseconds, formatted once.
     pub collected_at_text: String,
     /// `collected_at` as an HTTP date, for `Last-Modified`, formatted once.
-    pub last_modified: String,
+    pub last_modified: axum::http::HeaderValue,
 }
 
 impl Snapshot {
@@ -223,7 +223,10 @@ impl Snapshot {
         Snapshot {
             generation,
             collected_at_text: humantime::format_rfc3339_millis(collected_at).to_string(),
-            last_modified: httpdate::fmt_http_date(collected_at),
+            last_modified: axum::http::HeaderValue::from_str(&httpdate::fmt_http_date(
+                collected_at,
+            ))
+            .expect("an HTTP date is ASCII"),
             collected_at,
             collected_instant,
             failures,
