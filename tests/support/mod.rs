@@ -1,6 +1,7 @@
 //! Test harness: a real Prometheus, exporter pages for it to scrape, and the service.
 #![allow(dead_code)]
 
+pub mod fake_prometheus;
 pub mod prometheus;
 
 use std::future::Future;
