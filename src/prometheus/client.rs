@@ -29,6 +29,8 @@ pub enum QueryError {
     Status {
         /// The HTTP status.
         status: StatusCode,
+        /// Prometheus's `errorType` when the body was its error document.
+        error_type: Option<String>,
         /// Prometheus's own reason when the body had one, else what was wrong with the body.
         reason: String,
     },
@@ -44,6 +46,24 @@ impl QueryError {
             self,
             QueryError::Unreachable { .. } | QueryError::Timeout(_)
         )
+    }
+
+    /// True for failures that an immediate second try may not meet: a timeout, an overloaded
+    /// or failing server (5xx, 429), or a query that Prometheus aborted while running it
+    /// (422 `execution`). A malformed answer or a refused query would fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            QueryError::Timeout(_) => true,
+            QueryError::Status {
+                status, error_type, ..
+            } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || (*status == StatusCode::UNPROCESSABLE_ENTITY
+                        && error_type.as_deref() == Some("execution"))
+            }
+            QueryError::Unreachable { .. } | QueryError::Body(_) => false,
+        }
     }
 }
 
@@ -121,14 +141,19 @@ impl Client {
             return Ok(Answer { body });
         }
 
-        let decoded = response::decode(&body);
-        let reason = match decoded {
-            Err(DecodeError::Api { .. }) | Err(DecodeError::Malformed(_)) => {
-                decoded.expect_err("matched an error").to_string()
-            }
-            _ => "the body is not an error document".to_owned(),
+        let (error_type, reason) = match response::decode(&body) {
+            Err(DecodeError::Api {
+                error_type,
+                message,
+            }) => (Some(error_type.clone()), format!("{error_type}: {message}")),
+            Err(error @ DecodeError::Malformed(_)) => (None, error.to_string()),
+            _ => (None, "the body is not an error document".to_owned()),
         };
-        Err(QueryError::Status { status, reason })
+        Err(QueryError::Status {
+            status,
+            error_type,
+            reason,
+        })
     }
 
     fn unreachable(&self, error: reqwest::Error) -> QueryError {
@@ -217,6 +242,24 @@ mod tests {
             basic_auth(&base),
             Some(("admin".to_owned(), "s3cret".to_owned()))
         );
+    }
+
+    #[test]
+    fn only_failures_a_second_try_may_not_meet_are_transient() {
+        let status = |code: u16, error_type: Option<&str>| QueryError::Status {
+            status: StatusCode::from_u16(code).expect("status"),
+            error_type: error_type.map(str::to_owned),
+            reason: String::new(),
+        };
+
+        assert!(QueryError::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(status(503, Some("unavailable")).is_transient());
+        assert!(status(500, None).is_transient());
+        assert!(status(429, None).is_transient());
+        assert!(status(422, Some("execution")).is_transient());
+        assert!(!status(422, Some("bad_data")).is_transient());
+        assert!(!status(400, Some("bad_data")).is_transient());
+        assert!(!QueryError::Body(DecodeError::Malformed("x".into())).is_transient());
     }
 
     #[test]
