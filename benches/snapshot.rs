@@ -21,25 +21,32 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gpu_monitoring_api::exporter::NVIDIA_SMI;
-use gpu_monitoring_api::poller::GpuTable;
+use gpu_monitoring_api::exporter::{NVIDIA_SMI, Query};
+use gpu_monitoring_api::poller::{Ageing, GpuTable, Memory};
 use gpu_monitoring_api::prometheus::decode;
 use gpu_monitoring_api::snapshot::Snapshot;
 
 const SIZES: [usize; 3] = [16, 800, 8_000];
 const GPUS_PER_NODE: usize = 8;
 
-/// One `/api/v1/query` body per metric of the family, `gpus` series each, as Prometheus
-/// writes them (labels from the scrape config included).
-fn responses(gpus: usize) -> Vec<(&'static str, Vec<u8>)> {
+/// One `/api/v1/query` body per query of the family, `gpus` series each, as Prometheus
+/// writes them (labels from the scrape config included), and `up` for every node.
+fn responses(gpus: usize) -> Vec<(Query, Vec<u8>)> {
     NVIDIA_SMI
-        .metric_names()
-        .map(|metric| (metric, response(metric, gpus).into_bytes()))
+        .queries()
+        .map(|query| (query, response(query, gpus).into_bytes()))
         .collect()
 }
 
-fn response(metric: &str, gpus: usize) -> String {
-    let series: Vec<String> = (0..gpus).map(|i| series(metric, i)).collect();
+fn response(query: Query, gpus: usize) -> String {
+    let series: Vec<String> = match query {
+        Query::Targets => (0..gpus.div_ceil(GPUS_PER_NODE))
+            .map(|node| target(node * GPUS_PER_NODE))
+            .collect(),
+        _ => (0..gpus)
+            .map(|i| series(NVIDIA_SMI.label(query), i))
+            .collect(),
+    };
     format!(
         r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
         series.join(",")
@@ -59,24 +66,53 @@ fn series(metric: &str, i: usize) -> String {
         r#"{{"metric":{{"__name__":"{metric}","instance":"10.0.{}.{}:9835","job":"nvidia-gpu-exporter","node":"gpu-node-{node:04}","uuid":"6b1f2f7a-1b7e-4c1e-9d7a-{i:012x}"{info}}},"value":[1796292000.123,"{}"]}}"#,
         node / 256,
         node % 256,
-        (i % 97) as f64 * 1.5
+        if info.is_empty() {
+            (i % 97) as f64 * 1.5
+        } else {
+            1_796_292_000.0
+        }
     )
 }
 
-fn build(bodies: &[(&'static str, Vec<u8>)]) -> Snapshot {
+fn target(first_gpu: usize) -> String {
+    let node = first_gpu / GPUS_PER_NODE;
+    format!(
+        r#"{{"metric":{{"__name__":"up","instance":"10.0.{}.{}:9835","job":"nvidia-gpu-exporter","node":"gpu-node-{node:04}"}},"value":[1796292000.123,"1"]}}"#,
+        node / 256,
+        node % 256,
+    )
+}
+
+/// What one poll does with the answers: decode, join (info first), merge with what the
+/// previous polls knew, then sort, summarize, render and compress.
+fn build(bodies: &[(Query, Vec<u8>)], memory: &mut Memory) -> Snapshot {
     let labels = ["node".to_owned(), "instance".to_owned()];
+    let decoded: Vec<_> = bodies
+        .iter()
+        .map(|(query, body)| (*query, decode(body).expect("generated bodies are valid")))
+        .collect();
     let mut table = GpuTable::new(&NVIDIA_SMI, &labels);
-    for (metric, body) in bodies {
-        let samples = decode(body).expect("generated bodies are valid");
-        if *metric == NVIDIA_SMI.info.name {
-            table.add_info(&samples);
-        } else {
-            let value = NVIDIA_SMI.values.iter().find(|m| m.name == *metric);
-            table.add_values(value.expect("metric from the table"), &samples);
+    for (_, vector) in decoded.iter().filter(|(q, _)| matches!(q, Query::Info)) {
+        table.add_info(&vector.samples);
+    }
+    for (query, vector) in &decoded {
+        match query {
+            Query::Value(metric) => table.add_values(metric, &vector.samples),
+            Query::Targets => table.add_targets(&vector.samples),
+            Query::Info => {}
         }
     }
+    let gpus = memory.update(table.finish(), &[], true, SystemTime::now());
     let now = tokio::time::Instant::now();
-    Snapshot::new(1, SystemTime::now(), now, table.into_gpus(), vec![])
+    Snapshot::new(1, SystemTime::now(), now, gpus, vec![])
+}
+
+fn memory() -> Memory {
+    let ageing = Ageing {
+        gpu_stale_after: std::time::Duration::from_secs(120),
+        missing_after: std::time::Duration::from_secs(600),
+    };
+    Memory::new(&NVIDIA_SMI, ageing)
 }
 
 fn snapshot_build(c: &mut Criterion) {
@@ -89,7 +125,10 @@ fn snapshot_build(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("build_snapshot", gpus),
             &bodies,
-            |b, bodies| b.iter(|| build(black_box(bodies))),
+            |b, bodies| {
+                let mut memory = memory();
+                b.iter(|| build(black_box(bodies), &mut memory))
+            },
         );
         group.bench_with_input(
             BenchmarkId::new("reference_untyped_json_parse", gpus),
@@ -115,7 +154,7 @@ fn serve(c: &mut Criterion) {
         .expect("runtime");
     let mut group = c.benchmark_group("serve");
     for gpus in SIZES {
-        let app = service(build(&responses(gpus)));
+        let app = service(build(&responses(gpus), &mut memory()));
         let plain = runtime.block_on(body_of(&app, request(&[])));
         let gzipped = runtime.block_on(body_of(&app, request(&[("accept-encoding", "gzip")])));
         let etag = runtime.block_on(etag_of(&app));

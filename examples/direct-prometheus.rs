@@ -41,8 +41,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn metrics(State(client): State<Arc<Client>>) -> Response {
     let labels = ["node".to_owned(), "instance".to_owned()];
-    match poll_once(&client, &NVIDIA_SMI, &labels).await {
-        PollOutcome::Joined { mut gpus, .. } => {
+    match poll_once(&client, &NVIDIA_SMI, &labels, Duration::from_secs(600)).await {
+        PollOutcome::Joined { joined, .. } => {
+            let mut gpus: Vec<_> = joined.gpus.into_iter().map(|seen| seen.gpu).collect();
             gpus.sort_by(|a, b| (&a.node, a.index).cmp(&(&b.node, b.index)));
             let body = serde_json::json!({"success": true, "data": {"gpus": gpus}});
             axum::Json(body).into_response()

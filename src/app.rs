@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState, HttpSettings};
 use crate::config::Config;
 use crate::exporter::NVIDIA_SMI;
-use crate::poller::Poller;
+use crate::poller::{Ageing, Poller};
 use crate::prometheus::Client;
 use crate::snapshot::Store;
 
@@ -76,6 +76,10 @@ impl Application {
                 &NVIDIA_SMI,
                 config.poller.node_labels,
                 config.poller.interval,
+                Ageing {
+                    gpu_stale_after: config.poller.gpu_stale_after,
+                    missing_after: config.poller.missing_after,
+                },
                 store,
             ),
             listener,

@@ -35,7 +35,16 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("prometheus", &["url", "query_timeout"]),
-    ("poller", &["interval", "stale_after", "node_labels"]),
+    (
+        "poller",
+        &[
+            "interval",
+            "stale_after",
+            "node_labels",
+            "gpu_stale_after",
+            "missing_after",
+        ],
+    ),
 ];
 
 /// Command-line flags. Each one overrides the key it names from every other layer.
@@ -109,6 +118,10 @@ pub struct PollerConfig {
     pub stale_after: Duration,
     /// Labels naming a GPU's node, in order of preference.
     pub node_labels: Vec<String>,
+    /// Age of a GPU's newest sample past which the GPU is reported stale.
+    pub gpu_stale_after: Duration,
+    /// How long a GPU that is no longer seen stays listed.
+    pub missing_after: Duration,
 }
 
 /// Everything wrong with the configuration, one line per problem.
@@ -333,11 +346,15 @@ impl<'a> Reader<'a> {
         let interval = self.duration("poller.interval");
         let stale_after = self.duration("poller.stale_after");
         let node_labels = self.label_names("poller.node_labels");
+        let gpu_stale_after = self.duration("poller.gpu_stale_after");
+        let missing_after = self.duration("poller.missing_after");
 
         Some(PollerConfig {
             interval: interval?,
             stale_after: stale_after?,
             node_labels: node_labels?,
+            gpu_stale_after: gpu_stale_after?,
+            missing_after: missing_after?,
         })
     }
 

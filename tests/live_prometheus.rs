@@ -66,6 +66,26 @@ async fn all_gpus_scraped(service: &Service) -> Value {
     .await
 }
 
+/// The GPUs with `last_seen_at` checked to be a time within the last minute, then removed,
+/// since its value is the time of the scrape.
+fn without_last_seen(gpus: &Value) -> Value {
+    let mut gpus = gpus.clone();
+    for gpu in gpus.as_array_mut().expect("gpus") {
+        let seen = gpu["last_seen_at"]
+            .as_str()
+            .expect("last_seen_at is a time");
+        let seen = humantime::parse_rfc3339(seen).expect("RFC 3339");
+        let age = std::time::SystemTime::now()
+            .duration_since(seen)
+            .unwrap_or_default();
+        assert!(age < Duration::from_secs(60), "last seen {age:?} ago");
+        gpu.as_object_mut()
+            .expect("gpu object")
+            .remove("last_seen_at");
+    }
+    gpus
+}
+
 fn ratio(used: f64, total: f64) -> f64 {
     (used / total * 1e6).round() / 1e6
 }
@@ -83,29 +103,34 @@ async fn every_endpoint_reports_the_values_on_the_exporter_pages() {
          "name": "NVIDIA GeForce RTX 4080 SUPER", "driver_version": "595.71.05", "pci_bus_id": null,
          "utilization_ratio": 0.07, "memory_used_bytes": 1545601024u64,
          "memory_total_bytes": 17171480576u64, "memory_used_ratio": ratio(1545601024.0, 17171480576.0),
-         "temperature_celsius": 46.0, "power_draw_watts": null, "power_limit_watts": null},
+         "temperature_celsius": 46.0, "power_draw_watts": null, "power_limit_watts": null,
+         "status": "ok", "anomalies": []},
         {"uuid": "GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000001", "node": "dgx-01", "index": 0,
          "name": h100, "driver_version": "590.48.01", "pci_bus_id": "00000000:18:00.0",
          "utilization_ratio": 0.83, "memory_used_bytes": 20780679168u64,
          "memory_total_bytes": 85520809984u64, "memory_used_ratio": ratio(20780679168.0, 85520809984.0),
-         "temperature_celsius": 59.0, "power_draw_watts": 631.95, "power_limit_watts": 700.0},
+         "temperature_celsius": 59.0, "power_draw_watts": 631.95, "power_limit_watts": 700.0,
+         "status": "ok", "anomalies": []},
         {"uuid": "GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000002", "node": "dgx-01", "index": 1,
          "name": h100, "driver_version": "590.48.01", "pci_bus_id": "00000000:2A:00.0",
          "utilization_ratio": 0.41, "memory_used_bytes": 11665408000u64,
          "memory_total_bytes": 85520809984u64, "memory_used_ratio": ratio(11665408000.0, 85520809984.0),
-         "temperature_celsius": 53.0, "power_draw_watts": 433.78, "power_limit_watts": 700.0},
+         "temperature_celsius": 53.0, "power_draw_watts": 433.78, "power_limit_watts": 700.0,
+         "status": "ok", "anomalies": []},
         {"uuid": "GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000003", "node": "dgx-02", "index": 0,
          "name": "NVIDIA L40S", "driver_version": "595.80", "pci_bus_id": "00000000:01:00.0",
          "utilization_ratio": 0.09, "memory_used_bytes": 1294991360u64,
          "memory_total_bytes": 48305799168u64, "memory_used_ratio": ratio(1294991360.0, 48305799168.0),
-         "temperature_celsius": null, "power_draw_watts": 110.23, "power_limit_watts": 350.0},
+         "temperature_celsius": null, "power_draw_watts": 110.23, "power_limit_watts": 350.0,
+         "status": "ok", "anomalies": []},
         {"uuid": "GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000004", "node": "dgx-02", "index": 1,
          "name": h100, "driver_version": "595.80", "pci_bus_id": "00000000:41:00.0",
          "utilization_ratio": null, "memory_used_bytes": 61865984u64,
          "memory_total_bytes": 85520809984u64, "memory_used_ratio": ratio(61865984.0, 85520809984.0),
-         "temperature_celsius": 42.0, "power_draw_watts": 71.15, "power_limit_watts": 700.0},
+         "temperature_celsius": 42.0, "power_draw_watts": 71.15, "power_limit_watts": 700.0,
+         "status": "ok", "anomalies": []},
     ]);
-    assert_eq!(metrics["data"]["gpus"], expected_gpus);
+    assert_eq!(without_last_seen(&metrics["data"]["gpus"]), expected_gpus);
     assert_eq!(metrics["success"], json!(true));
     assert_eq!(metrics["message"], json!("5 GPUs on 3 nodes"));
     assert_eq!(metrics["snapshot"]["errors"], json!([]));
@@ -117,17 +142,17 @@ async fn every_endpoint_reports_the_values_on_the_exporter_pages() {
     assert_eq!(
         nodes["data"]["nodes"],
         json!([
-            {"name": "127.0.0.1", "gpu_count": 1,
+            {"name": "127.0.0.1", "exporter_up": true, "gpu_count": 1,
              "gpus": ["GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000005"],
              "models": ["NVIDIA GeForce RTX 4080 SUPER"], "utilization_avg_ratio": 0.07,
              "memory_used_bytes": 1545601024u64, "memory_total_bytes": 17171480576u64,
              "power_draw_watts": null, "power_limit_watts": null, "temperature_max_celsius": 46.0},
-            {"name": "dgx-01", "gpu_count": 2,
+            {"name": "dgx-01", "exporter_up": true, "gpu_count": 2,
              "gpus": ["GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000001", "GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000002"],
              "models": [h100], "utilization_avg_ratio": 0.62,
              "memory_used_bytes": 32446087168u64, "memory_total_bytes": 171041619968u64,
              "power_draw_watts": 1065.73, "power_limit_watts": 1400.0, "temperature_max_celsius": 59.0},
-            {"name": "dgx-02", "gpu_count": 2,
+            {"name": "dgx-02", "exporter_up": true, "gpu_count": 2,
              "gpus": ["GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000003", "GPU-6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000004"],
              "models": [h100, "NVIDIA L40S"], "utilization_avg_ratio": 0.09,
              "memory_used_bytes": 1356857344u64, "memory_total_bytes": 133826609152u64,

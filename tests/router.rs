@@ -143,6 +143,7 @@ async fn a_partial_poll_is_served_incomplete_with_its_errors_and_degrades_health
     let failure = QueryFailure {
         metric: "nvidia_smi_power_draw_watts".into(),
         reason: "no answer within 3s".into(),
+        since: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_291_990_000)),
     };
     let status = PollStatus {
         last_error: Some("nvidia_smi_power_draw_watts: no answer within 3s".into()),
@@ -156,7 +157,8 @@ async fn a_partial_poll_is_served_incomplete_with_its_errors_and_degrades_health
     assert_eq!(nodes["snapshot"]["complete"], json!(false));
     assert_eq!(
         nodes["snapshot"]["errors"],
-        json!([{"metric": "nvidia_smi_power_draw_watts", "reason": "no answer within 3s"}])
+        json!([{"metric": "nvidia_smi_power_draw_watts", "reason": "no answer within 3s",
+                "since": "2026-12-03T09:59:50.000Z"}])
     );
     assert_eq!(code, StatusCode::OK);
     assert_eq!(health["data"]["status"], json!("degraded"));

@@ -94,18 +94,25 @@ pub async fn method_not_allowed(method: Method) -> ApiError {
 /// Turns a handler panic into a 500 envelope; the panic text goes to the log, never to the
 /// client.
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("non-text panic payload");
-    tracing::error!(panic = detail, "request handler panicked");
+    tracing::error!(
+        panic = panic_text(panic.as_ref()),
+        "request handler panicked"
+    );
 
     failure(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
         "internal error".to_owned(),
     )
+}
+
+/// The message of a caught panic, for the log.
+pub fn panic_text(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("non-text panic payload")
 }
 
 #[cfg(test)]

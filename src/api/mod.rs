@@ -28,7 +28,7 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use envelope::{Envelope, ErrorBody, SnapshotMeta};
-pub use error::ApiError;
+pub use error::{ApiError, panic_text};
 pub use stream::Subscribers;
 
 use crate::config::AllowedOrigins;

@@ -1,24 +1,35 @@
 //! The background task that keeps the snapshot fresh.
 //!
 //! [`poll_once`] is one poll, easy to test on its own; [`Poller::run`] is the loop around it:
-//! the interval, publishing, status, and stopping when told to.
+//! the interval and its backoff, what is remembered between polls, publishing, status, and
+//! stopping when told to.
 
 mod join;
+mod memory;
 mod poll;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::time::{Instant, MissedTickBehavior};
+use futures::FutureExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use join::GpuTable;
-pub use poll::{PollOutcome, poll_once};
+pub use join::{GpuTable, Joined, Seen, Target, TargetHealth};
+pub use memory::{Ageing, Memory};
+pub use poll::{Failure, PollOutcome, poll_once};
 
 use crate::exporter::ExporterFamily;
 use crate::prometheus::Client;
 use crate::snapshot::{Gpu, PollStatus, QueryFailure, Snapshot, Store};
+
+/// The most a failing Prometheus stretches the interval by.
+const MAX_BACKOFF: u32 = 8;
+
+/// How a snapshot is made from what a poll found; a field so that tests can make it fail.
+type Build = fn(u64, SystemTime, Instant, Vec<Gpu>, Vec<QueryFailure>) -> Snapshot;
 
 /// Polls Prometheus on an interval and publishes what it finds.
 #[derive(Debug)]
@@ -27,7 +38,10 @@ pub struct Poller {
     family: &'static ExporterFamily,
     node_labels: Vec<String>,
     interval: Duration,
+    ageing: Ageing,
+    memory: Memory,
     store: Arc<Store>,
+    build: Build,
 }
 
 impl Poller {
@@ -37,6 +51,7 @@ impl Poller {
         family: &'static ExporterFamily,
         node_labels: Vec<String>,
         interval: Duration,
+        ageing: Ageing,
         store: Arc<Store>,
     ) -> Self {
         Poller {
@@ -44,32 +59,41 @@ impl Poller {
             family,
             node_labels,
             interval,
+            ageing,
+            memory: Memory::new(family, ageing),
             store,
+            build: Snapshot::new,
         }
     }
 
     /// Polls until `cancel` fires: once at once, then every interval.
     ///
-    /// A poll runs to completion before the next tick is awaited, so polls never overlap, and
-    /// a tick missed while a slow poll ran is delayed rather than fired in a burst.
-    ///
-    /// Known shortcoming: while Prometheus is down the loop keeps polling at the normal
-    /// interval; there is no backoff.
-    pub async fn run(self, cancel: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-
+    /// A poll runs to completion before the next is scheduled, so polls never overlap, and a
+    /// slow poll delays the next one rather than causing a burst. While Prometheus cannot be
+    /// reached, the pause between polls doubles, up to [`MAX_BACKOFF`] intervals, with
+    /// jitter so that many replicas do not return in step; the first answer brings the
+    /// normal interval back.
+    pub async fn run(mut self, cancel: CancellationToken) {
         let span = tracing::info_span!("poller", family = self.family.name);
         async move {
+            let mut unreachable_polls = 0;
+            let mut next = Instant::now();
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = ticker.tick() => {}
+                    _ = tokio::time::sleep_until(next) => {}
                 }
-                tokio::select! {
+                let started = Instant::now();
+                let unreachable = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = self.poll_and_publish() => {}
-                }
+                    unreachable = self.guarded_poll() => unreachable,
+                };
+                unreachable_polls = if unreachable {
+                    unreachable_polls + 1
+                } else {
+                    0
+                };
+                next = started + pause(self.interval, unreachable_polls);
             }
             tracing::debug!("poller stopped");
         }
@@ -77,31 +101,77 @@ impl Poller {
         .await
     }
 
+    /// One poll, with a panic anywhere in it caught: the previous snapshot stays served and
+    /// the loop goes on. Returns whether Prometheus was unreachable.
+    async fn guarded_poll(&mut self) -> bool {
+        let poll = AssertUnwindSafe(self.poll_and_publish()).catch_unwind();
+        let Err(panic) = poll.await else {
+            return self.store.status().reachable == Some(false);
+        };
+
+        let detail = crate::api::panic_text(panic.as_ref());
+        tracing::error!(
+            panic = detail,
+            "a poll panicked; the previous snapshot is still served"
+        );
+        let previous = self.store.status();
+        self.store.set_status(PollStatus {
+            reachable: previous.reachable,
+            last_success_at: previous.last_success_at,
+            last_error: Some("an internal error stopped the latest poll".to_owned()),
+        });
+        false
+    }
+
     /// Runs one poll and records its result in the store.
-    pub async fn poll_and_publish(&self) {
+    pub async fn poll_and_publish(&mut self) {
         let started = Instant::now();
-        let outcome = poll_once(&self.client, self.family, &self.node_labels).await;
+        let window = self.ageing.missing_after;
+        let outcome = poll_once(&self.client, self.family, &self.node_labels, window).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
 
         let previous = self.store.status();
+        let now = SystemTime::now();
         let status = match outcome {
-            PollOutcome::Joined { gpus, failures } => {
+            PollOutcome::Joined { joined, failures } => {
+                let lost = PollOutcome::lost_readings(&failures);
+                let census = PollOutcome::info_complete(&failures);
+                let failures = self.dated(&failures, now);
+                let gpus = self.memory.update(joined, &lost, census, now);
                 self.publish(&previous, gpus, failures, elapsed_ms).await
             }
             PollOutcome::Failed {
                 failures,
                 unreachable,
-            } => self.record_failure(&previous, failures, unreachable),
+            } => {
+                let failures = self.dated(&failures, now);
+                record_failure(&previous, &failures, unreachable)
+            }
         };
         log_transition(&previous, &status, elapsed_ms);
         self.store.set_status(status);
     }
 
+    /// The poll's failures as the snapshot reports them, each with the time its run of
+    /// failing polls began.
+    fn dated(&mut self, failures: &[Failure], now: SystemTime) -> Vec<QueryFailure> {
+        let labels: Vec<&'static str> = failures
+            .iter()
+            .map(|f| self.family.label(f.query))
+            .collect();
+        self.memory.keep_failing(&labels);
+        failures
+            .iter()
+            .zip(labels)
+            .map(|(failure, metric)| QueryFailure {
+                metric: metric.to_owned(),
+                reason: failure.reason.clone(),
+                since: Some(self.memory.failing(metric, now)),
+            })
+            .collect()
+    }
+
     /// Publishes what a poll found, even when some of its queries failed.
-    ///
-    /// Known shortcoming: the readings of a failed query are `None` in the new snapshot, not
-    /// the values the previous snapshot had, so a single timed-out query blanks that metric
-    /// for one interval.
     async fn publish(
         &self,
         previous: &PollStatus,
@@ -115,8 +185,12 @@ impl Poller {
 
         // Rendering and compressing 8,000 GPUs takes tens of milliseconds: keep it off the
         // runtime threads that serve requests. A panic in it loses this poll, nothing else.
-        let build = move || Snapshot::new(generation, now, finished, gpus, failures);
-        let snapshot = match tokio::task::spawn_blocking(build).await {
+        let build = self.build;
+        let snapshot = match tokio::task::spawn_blocking(move || {
+            build(generation, now, finished, gpus, failures)
+        })
+        .await
+        {
             Ok(snapshot) => snapshot,
             Err(error) => return self.failed_build(previous, &error),
         };
@@ -147,18 +221,29 @@ impl Poller {
             last_error: Some("building the snapshot from the poll's answers failed".to_owned()),
         }
     }
+}
 
-    fn record_failure(
-        &self,
-        previous: &PollStatus,
-        failures: Vec<QueryFailure>,
-        unreachable: bool,
-    ) -> PollStatus {
-        PollStatus {
-            reachable: Some(!unreachable),
-            last_success_at: previous.last_success_at,
-            last_error: summarize(&failures),
-        }
+/// The pause from the start of one poll to the start of the next: the interval, or after
+/// `unreachable` polls in a row that found Prometheus unreachable, 2, 4, then 8 intervals,
+/// each shortened by up to a quarter at random.
+fn pause(interval: Duration, unreachable: u32) -> Duration {
+    if unreachable == 0 {
+        return interval;
+    }
+    let factor = 2u32.saturating_pow(unreachable).min(MAX_BACKOFF);
+    let jitter = 0.75 + 0.25 * fastrand::f64();
+    (interval * factor).mul_f64(jitter)
+}
+
+fn record_failure(
+    previous: &PollStatus,
+    failures: &[QueryFailure],
+    unreachable: bool,
+) -> PollStatus {
+    PollStatus {
+        reachable: Some(!unreachable),
+        last_success_at: previous.last_success_at,
+        last_error: summarize(failures),
     }
 }
 
@@ -192,5 +277,89 @@ fn log_transition(previous: &PollStatus, current: &PollStatus, elapsed_ms: u64) 
         }
         (Some(_), None) => tracing::info!(elapsed_ms, "poll recovered"),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::routing::get;
+
+    use super::*;
+    use crate::exporter::NVIDIA_SMI;
+
+    #[test]
+    fn the_pause_doubles_while_unreachable_up_to_eight_intervals_with_jitter() {
+        let interval = Duration::from_secs(10);
+
+        assert_eq!(pause(interval, 0), interval);
+        for (polls, most) in [(1, 20), (2, 40), (3, 80), (4, 80), (40, 80)] {
+            let pause = pause(interval, polls);
+            let most = Duration::from_secs(most);
+            assert!(
+                pause <= most && pause >= most.mul_f64(0.75),
+                "{polls}: {pause:?}"
+            );
+        }
+    }
+
+    /// A Prometheus whose every answer is an empty vector, enough for polls to publish.
+    async fn empty_prometheus() -> url::Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let empty = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        let app = Router::new().route("/api/v1/query", get(move || async move { empty }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url::Url::parse(&format!("http://{addr}")).expect("url")
+    }
+
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Panics on the second snapshot it is asked to build, and builds the others.
+    fn second_build_panics(
+        generation: u64,
+        at: SystemTime,
+        instant: Instant,
+        gpus: Vec<Gpu>,
+        failures: Vec<QueryFailure>,
+    ) -> Snapshot {
+        if BUILDS.fetch_add(1, Ordering::SeqCst) == 1 {
+            panic!("a bug while building the snapshot");
+        }
+        Snapshot::new(generation, at, instant, gpus, failures)
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_building_keeps_the_previous_snapshot_and_the_loop_going() {
+        let client =
+            Client::new(&empty_prometheus().await, Duration::from_secs(1)).expect("client");
+        let store = Arc::new(Store::new());
+        let ageing = Ageing {
+            gpu_stale_after: Duration::from_secs(120),
+            missing_after: Duration::from_secs(600),
+        };
+        let mut poller = Poller::new(
+            client,
+            &NVIDIA_SMI,
+            vec!["node".into()],
+            Duration::from_millis(50),
+            ageing,
+            Arc::clone(&store),
+        );
+        poller.build = second_build_panics;
+
+        poller.guarded_poll().await;
+        assert_eq!(store.snapshot().map(|s| s.generation), Some(1));
+
+        poller.guarded_poll().await;
+        assert_eq!(store.snapshot().map(|s| s.generation), Some(1));
+        assert!(store.status().last_error.is_some());
+
+        poller.guarded_poll().await;
+        assert_eq!(store.snapshot().map(|s| s.generation), Some(2));
     }
 }

@@ -1,94 +1,172 @@
 //! One poll: every query of a family, concurrently, joined into GPUs.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 
-use super::join::GpuTable;
-use crate::exporter::ExporterFamily;
-use crate::prometheus::{Client, QueryError, Sample};
-use crate::snapshot::{Gpu, QueryFailure};
+use super::join::{GpuTable, Joined};
+use crate::exporter::{ExporterFamily, Query, Reading};
+use crate::prometheus::{Answer, Client, QueryError, Vector};
+
+/// A query of the poll that failed, or answered with a warning that it may be incomplete.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Which query.
+    pub query: Query,
+    /// Why, in one line.
+    pub reason: String,
+    /// True when the answer was used all the same: Prometheus warned that it may lack
+    /// series, but what it has is real.
+    pub used: bool,
+}
 
 /// What one poll found.
 #[derive(Debug)]
 pub enum PollOutcome {
-    /// At least one query answered; `failures` lists those that did not.
+    /// At least one query answered; `failures` lists those that did not, or did in part.
     Joined {
-        /// The GPUs the answered queries describe.
-        gpus: Vec<Gpu>,
-        /// Queries that failed; empty for a complete poll.
-        failures: Vec<QueryFailure>,
+        /// The GPUs and targets the answered queries describe.
+        joined: Joined,
+        /// Queries that failed or warned; empty for a complete poll.
+        failures: Vec<Failure>,
     },
     /// Every query failed, so there is nothing new to publish.
     Failed {
         /// Why each query failed.
-        failures: Vec<QueryFailure>,
+        failures: Vec<Failure>,
         /// True when no query got an answer from Prometheus at all.
         unreachable: bool,
     },
 }
 
-/// Runs every query of `family` at once and joins what comes back.
-///
-/// The queries are independent, so one slow metric costs one query timeout, not the sum.
-pub async fn poll_once(
-    client: &Client,
-    family: &ExporterFamily,
-    node_labels: &[String],
-) -> PollOutcome {
-    let queries = family
-        .metric_names()
-        .map(|metric| async move { (metric, client.query(metric).await) });
-    let answers = join_all(queries).await;
-
-    let mut table = GpuTable::new(family, node_labels);
-    let mut failures = Vec::new();
-    let mut unreachable = true;
-    for (metric, answer) in answers {
-        unreachable &= matches!(&answer, Err(e) if e.is_unreachable());
-        let decoded = answer
-            .as_ref()
-            .map_err(|e| failure(metric, e))
-            .and_then(|answer| answer.samples().map_err(|e| failure(metric, &e)));
-        match decoded {
-            Ok(samples) => add(&mut table, family, metric, &samples),
-            Err(failed) => failures.push(failed),
-        }
+impl PollOutcome {
+    /// The readings whose query brought nothing usable.
+    pub fn lost_readings(failures: &[Failure]) -> Vec<Reading> {
+        failures
+            .iter()
+            .filter(|f| !f.used)
+            .filter_map(|f| match f.query {
+                Query::Value(metric) => Some(metric.reading),
+                _ => None,
+            })
+            .collect()
     }
 
-    if failures.len() == family.metric_names().count() {
+    /// True when the info query answered in full, so that a GPU it does not list really is
+    /// gone rather than merely unanswered.
+    pub fn info_complete(failures: &[Failure]) -> bool {
+        !failures.iter().any(|f| matches!(f.query, Query::Info))
+    }
+}
+
+/// Runs every query of `family` at once and joins what comes back.
+///
+/// The queries are independent, so one slow metric costs one query timeout, not the sum. A
+/// transient failure is retried once, after a short random pause so that many replicas of
+/// this service do not retry in step.
+pub async fn poll_once(
+    client: &Client,
+    family: &'static ExporterFamily,
+    node_labels: &[String],
+    window: Duration,
+) -> PollOutcome {
+    let queries = family.queries().map(|query| async move {
+        let promql = family.promql(query, window);
+        (query, ask(client, &promql).await)
+    });
+    let answers = join_all(queries).await;
+
+    let unreachable = answers
+        .iter()
+        .all(|(_, answer)| matches!(answer, Err(e) if e.is_unreachable()));
+    let mut failures = Vec::new();
+    let decoded: Vec<(Query, Vector<'_>)> = answers
+        .iter()
+        .filter_map(|(query, answer)| accept(family, *query, answer, &mut failures))
+        .collect();
+
+    if decoded.is_empty() {
         return PollOutcome::Failed {
             failures,
             unreachable,
         };
     }
-    if table.unidentified() > 0 {
+    let joined = join(family, node_labels, &decoded);
+    if joined.unidentified > 0 {
         tracing::warn!(
-            series = table.unidentified(),
+            series = joined.unidentified,
             uuid_label = family.uuid_label,
             "series without a usable gpu uuid were left out"
         );
     }
-    PollOutcome::Joined {
-        gpus: table.into_gpus(),
-        failures,
+    PollOutcome::Joined { joined, failures }
+}
+
+async fn ask(client: &Client, promql: &str) -> Result<Answer, QueryError> {
+    match client.query(promql).await {
+        Err(error) if error.is_transient() => {
+            let pause = Duration::from_millis(fastrand::u64(50..=250));
+            tracing::debug!(error = %error, query = promql, pause_ms = pause.as_millis() as u64, "retrying a query");
+            tokio::time::sleep(pause).await;
+            client.query(promql).await
+        }
+        answered => answered,
     }
 }
 
-fn add(table: &mut GpuTable<'_>, family: &ExporterFamily, metric: &str, samples: &[Sample<'_>]) {
-    if metric == family.info.name {
-        table.add_info(samples);
-        return;
+/// The vector if the query answered, recording a failure if it did not or warned.
+fn accept<'a>(
+    family: &ExporterFamily,
+    query: Query,
+    answer: &'a Result<Answer, QueryError>,
+    failures: &mut Vec<Failure>,
+) -> Option<(Query, Vector<'a>)> {
+    let failure = |reason: String, used| Failure {
+        query,
+        reason,
+        used,
+    };
+    let vector = match answer {
+        Ok(answer) => answer.vector().map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    match vector {
+        Ok(vector) => {
+            if !vector.warnings.is_empty() {
+                let reason = format!(
+                    "prometheus answered in part: {}",
+                    vector.warnings.join("; ")
+                );
+                failures.push(failure(reason, true));
+            }
+            Some((query, vector))
+        }
+        Err(reason) => {
+            tracing::debug!(query = family.label(query), error = %reason, "query failed");
+            failures.push(failure(reason, false));
+            None
+        }
     }
-    let value_metric = family
-        .values
-        .iter()
-        .find(|m| m.name == metric)
-        .expect("every queried name comes from the family's table");
-    table.add_values(value_metric, samples);
 }
 
-fn failure(metric: &str, error: &QueryError) -> QueryFailure {
-    QueryFailure {
-        metric: metric.to_owned(),
-        reason: error.to_string(),
+/// The info answer first, since it settles which of duplicate series counts.
+fn join(
+    family: &ExporterFamily,
+    node_labels: &[String],
+    decoded: &[(Query, Vector<'_>)],
+) -> Joined {
+    let mut table = GpuTable::new(family, node_labels);
+    for (query, vector) in decoded {
+        if let Query::Info = query {
+            table.add_info(&vector.samples);
+        }
     }
+    for (query, vector) in decoded {
+        match query {
+            Query::Value(metric) => table.add_values(metric, &vector.samples),
+            Query::Targets => table.add_targets(&vector.samples),
+            Query::Info => {}
+        }
+    }
+    table.finish()
 }

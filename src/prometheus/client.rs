@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use url::Url;
 
-use super::response::{self, DecodeError, Sample};
+use super::response::{self, DecodeError, Vector};
 
 /// Why one query brought back no samples.
 ///
@@ -75,7 +75,7 @@ pub struct Answer {
 
 impl Answer {
     /// Decodes the body into the query's vector.
-    pub fn samples(&self) -> Result<Vec<Sample<'_>>, QueryError> {
+    pub fn vector(&self) -> Result<Vector<'_>, QueryError> {
         Ok(response::decode(&self.body)?)
     }
 }
@@ -115,7 +115,7 @@ impl Client {
     }
 
     /// Runs one instant query and returns the successful answer's body, still to be decoded
-    /// with [`Answer::samples`], which borrows from it.
+    /// with [`Answer::vector`], which borrows from it.
     pub async fn query(&self, promql: &str) -> Result<Answer, QueryError> {
         tokio::time::timeout(self.timeout, self.send(promql))
             .await

@@ -7,4 +7,6 @@ mod client;
 mod response;
 
 pub use client::{Answer, Client, QueryError, redact as redact_url};
-pub use response::{DecodeError, Labels, Sample, Text, decode, parse_sample_value};
+pub use response::{
+    DecodeError, Labels, Sample, Text, Vector, abbreviate, decode, parse_sample_value,
+};

@@ -39,8 +39,22 @@ impl std::ops::Deref for Text<'_> {
 pub struct Sample<'a> {
     /// The series' labels, `__name__` included when Prometheus sends it.
     pub labels: Labels<'a>,
-    /// The value, which may be NaN or infinite: Prometheus can hold both.
-    pub value: f64,
+    /// The evaluation time of the answer, Unix seconds.
+    pub timestamp: f64,
+    /// The value, which may be NaN or infinite (Prometheus can hold both), or the text that
+    /// was not a number in any form Prometheus writes. One odd sample spoils only itself:
+    /// the poller reports it for its GPU and keeps every other series of the answer.
+    pub value: Result<f64, Text<'a>>,
+}
+
+/// A successful answer: its series, and what Prometheus said about how complete they are.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Vector<'a> {
+    /// The series.
+    pub samples: Vec<Sample<'a>>,
+    /// `warnings` and `infos` (Thanos and Prometheus report partial answers this way) and
+    /// VictoriaMetrics' `isPartial`, one line each: the data is usable but may lack series.
+    pub warnings: Vec<String>,
 }
 
 /// Why a response body could not be turned into samples.
@@ -73,6 +87,40 @@ struct Envelope<'a> {
     #[serde(rename = "errorType")]
     error_type: Option<String>,
     error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+    #[serde(default)]
+    infos: Vec<String>,
+    #[serde(rename = "isPartial", default)]
+    is_partial: bool,
+}
+
+impl Envelope<'_> {
+    /// At most a few lines, each of readable length: the text comes from upstream and
+    /// ends up in every response's `snapshot.errors`.
+    fn notices(&self) -> Vec<String> {
+        const MOST: usize = 5;
+        let warnings = self.warnings.iter().map(|w| format!("warning: {w}"));
+        let infos = self.infos.iter().map(|i| format!("info: {i}"));
+        let partial = self
+            .is_partial
+            .then(|| "the answer is marked partial (isPartial)".to_owned());
+        warnings
+            .chain(infos)
+            .chain(partial)
+            .take(MOST)
+            .map(|line| abbreviate(&line))
+            .collect()
+    }
+}
+
+/// Upstream text cut to a readable length, for messages that quote it.
+pub fn abbreviate(text: &str) -> String {
+    const LIMIT: usize = 300;
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 /// `data`, typed by `resultType`, which Prometheus writes before `result`, so the vector is
@@ -110,11 +158,8 @@ struct VectorSample<'a> {
 ///
 /// Prometheus sends its error document with 4xx and 5xx statuses too, so the caller decodes
 /// those bodies here as well, to report Prometheus's own reason.
-///
-/// Known shortcoming: one sample whose value is not a number in a form Prometheus writes
-/// fails the whole query, so the metric is missing for every GPU in that poll.
-pub fn decode(body: &[u8]) -> Result<Vec<Sample<'_>>, DecodeError> {
-    let envelope: Envelope<'_> =
+pub fn decode(body: &[u8]) -> Result<Vector<'_>, DecodeError> {
+    let mut envelope: Envelope<'_> =
         serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
 
     if envelope.status != "success" {
@@ -124,8 +169,12 @@ pub fn decode(body: &[u8]) -> Result<Vec<Sample<'_>>, DecodeError> {
         });
     }
 
-    match envelope.data {
-        Some(Data::Vector(series)) => series.into_iter().map(Sample::try_from).collect(),
+    let warnings = envelope.notices();
+    match envelope.data.take() {
+        Some(Data::Vector(series)) => Ok(Vector {
+            samples: series.into_iter().map(Sample::from).collect(),
+            warnings,
+        }),
         Some(other) => Err(DecodeError::NotAVector(other.kind().to_owned())),
         None => Err(DecodeError::Malformed(
             "status is success but data is missing".into(),
@@ -133,31 +182,44 @@ pub fn decode(body: &[u8]) -> Result<Vec<Sample<'_>>, DecodeError> {
     }
 }
 
-impl<'a> TryFrom<VectorSample<'a>> for Sample<'a> {
-    type Error = DecodeError;
-
-    fn try_from(raw: VectorSample<'a>) -> Result<Self, Self::Error> {
-        let (_timestamp, value) = raw.value;
-        Ok(Sample {
+impl<'a> From<VectorSample<'a>> for Sample<'a> {
+    fn from(raw: VectorSample<'a>) -> Self {
+        let (timestamp, text) = raw.value;
+        Sample {
             labels: raw.metric,
-            value: parse_sample_value(&value)?,
-        })
+            timestamp,
+            value: parse_sample_value(&text).map_err(|_| text),
+        }
     }
 }
 
-/// Parses a sample value the way Prometheus writes it in JSON: a decimal or exponent
-/// number, `NaN`, `+Inf` or `-Inf`, always inside a string.
+/// Parses a sample value as Prometheus itself parses numbers (Go's `strconv.ParseFloat`):
+/// decimal and exponent forms, hexadecimal floats such as `0x1p-2`, and `NaN`, `Inf`,
+/// `+Inf`, `-Inf`, `Infinity` in any case. Prometheus writes values inside strings, and
+/// proxies and other implementations of its API do not all write them the same way.
+///
+/// A hexadecimal float whose mantissa needs more than 64 bits is refused rather than
+/// rounded, which Go would do; no known implementation writes one.
 pub fn parse_sample_value(text: &str) -> Result<f64, DecodeError> {
-    match text {
-        "NaN" => Ok(f64::NAN),
-        "+Inf" | "Inf" => Ok(f64::INFINITY),
-        "-Inf" => Ok(f64::NEG_INFINITY),
-        _ => text
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| DecodeError::BadValue(text.to_owned())),
+    let bad = || DecodeError::BadValue(abbreviate(text));
+    let unsigned = text.trim_start_matches(['+', '-']);
+    if unsigned.len() + 1 < text.len() {
+        return Err(bad());
     }
+
+    if unsigned.starts_with("0x") || unsigned.starts_with("0X") {
+        return hexf_parse::parse_hexf64(text, false).map_err(|_| bad());
+    }
+    if unsigned.eq_ignore_ascii_case("nan") {
+        // Go refuses a signed NaN, which Rust's parser would take.
+        return if unsigned.len() == text.len() {
+            Ok(f64::NAN)
+        } else {
+            Err(bad())
+        };
+    }
+    // Rust's parser takes the same decimal, exponent and infinity forms as Go's.
+    text.parse::<f64>().map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -165,7 +227,7 @@ mod tests {
     use super::*;
 
     fn decode_str(body: &str) -> Result<Vec<Sample<'_>>, DecodeError> {
-        decode(body.as_bytes())
+        decode(body.as_bytes()).map(|vector| vector.samples)
     }
 
     #[test]
@@ -178,7 +240,8 @@ mod tests {
 
         assert_eq!(samples.len(), 1);
         assert_eq!(&*samples[0].labels["uuid"], "abc");
-        assert_eq!(samples[0].value, 0.25);
+        assert_eq!(samples[0].value, Ok(0.25));
+        assert_eq!(samples[0].timestamp, 1_700_000_000.5);
     }
 
     #[test]
@@ -219,19 +282,69 @@ mod tests {
     }
 
     #[test]
+    fn the_odder_forms_go_accepts_parse_too() {
+        assert_eq!(parse_sample_value("0x1p-2"), Ok(0.25));
+        assert_eq!(parse_sample_value("-0X1.8P+1"), Ok(-3.0));
+        assert_eq!(parse_sample_value("inf"), Ok(f64::INFINITY));
+        assert_eq!(parse_sample_value("-Infinity"), Ok(f64::NEG_INFINITY));
+        assert!(parse_sample_value("nan").expect("nan").is_nan());
+        assert_eq!(parse_sample_value("1E3"), Ok(1000.0));
+        assert_eq!(parse_sample_value(".5"), Ok(0.5));
+    }
+
+    #[test]
+    fn forms_go_refuses_are_refused() {
+        for text in [
+            "", "+-1", "--1", "0x", "0x1.8", "1,5", " 1", "0b101", "+nan", "twelve",
+        ] {
+            assert!(parse_sample_value(text).is_err(), "{text:?} parsed");
+        }
+    }
+
+    #[test]
     fn text_that_is_no_number_is_refused_with_the_text() {
         let err = parse_sample_value("twelve").expect_err("not a number");
         assert_eq!(err.to_string(), r#"sample value "twelve" is not a number"#);
     }
 
     #[test]
-    fn a_sample_whose_value_is_no_number_fails_the_whole_decode() {
-        let err = decode_str(
+    fn a_sample_whose_value_is_no_number_spoils_only_itself() {
+        let samples = decode_str(
             r#"{"status":"success","data":{"resultType":"vector","result":[
-                {"metric":{},"value":[1,"x"]}]}}"#,
+                {"metric":{"uuid":"a"},"value":[1,"x"]},
+                {"metric":{"uuid":"b"},"value":[1,"0.5"]}]}}"#,
         )
-        .expect_err("bad value");
-        assert_eq!(err, DecodeError::BadValue("x".into()));
+        .expect("the answer is still usable");
+
+        assert_eq!(samples[0].value, Err(Text(Cow::Borrowed("x"))));
+        assert_eq!(samples[1].value, Ok(0.5));
+    }
+
+    #[test]
+    fn warnings_infos_and_is_partial_are_kept_beside_the_data() {
+        let vector = decode(
+            br#"{"status":"success","isPartial":true,
+                 "warnings":["store gateway unreachable"],"infos":["metric might not be a counter"],
+                 "data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}"#,
+        )
+        .expect("usable answer");
+
+        assert_eq!(vector.samples.len(), 1);
+        assert_eq!(
+            vector.warnings,
+            [
+                "warning: store gateway unreachable",
+                "info: metric might not be a counter",
+                "the answer is marked partial (isPartial)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_complete_answer_has_no_warnings() {
+        let vector = decode(br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#)
+            .expect("usable answer");
+        assert!(vector.warnings.is_empty());
     }
 
     #[test]

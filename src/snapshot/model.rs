@@ -92,6 +92,31 @@ impl fmt::Display for NodeName {
     }
 }
 
+/// How much the readings of a GPU can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuStatus {
+    /// Its exporter is up and collected recently: the readings are current.
+    Ok,
+    /// The readings are old: its exporter is down (live readings are then `null`), or its
+    /// newest sample or its exporter's last successful collection is too old.
+    Stale,
+    /// Its exporter is up but no longer lists it (a GPU that fell off the bus, say); it is
+    /// kept, with live readings `null`, for `poller.missing_after` since it was last seen.
+    Missing,
+}
+
+/// A value the exporter wrote that no working GPU can report, dropped instead of served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Anomaly {
+    /// The field it would have filled, such as `utilization_ratio`.
+    pub reading: &'static str,
+    /// The value as the exporter wrote it, in the API's unit.
+    pub value: String,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
 /// One GPU with every reading the poll found for it.
 ///
 /// A reading the poll did not find, or found as NaN or infinite, is `None` and goes out as
@@ -111,6 +136,11 @@ pub struct Gpu {
     pub driver_version: Option<String>,
     /// PCI bus id.
     pub pci_bus_id: Option<String>,
+    /// Whether the readings are current.
+    pub status: GpuStatus,
+    /// Time of the newest sample about this GPU, RFC 3339.
+    #[serde(serialize_with = "rfc3339")]
+    pub last_seen_at: Option<SystemTime>,
     /// Busy fraction, 0.0 to 1.0.
     pub utilization_ratio: Option<f64>,
     /// Memory in use, bytes.
@@ -125,6 +155,12 @@ pub struct Gpu {
     pub power_draw_watts: Option<f64>,
     /// Enforced power limit, watts.
     pub power_limit_watts: Option<f64>,
+    /// Values the latest poll dropped as implausible.
+    pub anomalies: Vec<Anomaly>,
+    /// Whether the exporter that reports this GPU is up; `None` when unknown. Reported per
+    /// node, not per GPU.
+    #[serde(skip)]
+    pub exporter_up: Option<bool>,
 }
 
 impl Gpu {
@@ -137,6 +173,8 @@ impl Gpu {
             name: None,
             driver_version: None,
             pci_bus_id: None,
+            status: GpuStatus::Ok,
+            last_seen_at: None,
             utilization_ratio: None,
             memory_used_bytes: None,
             memory_total_bytes: None,
@@ -144,6 +182,8 @@ impl Gpu {
             temperature_celsius: None,
             power_draw_watts: None,
             power_limit_watts: None,
+            anomalies: Vec::new(),
+            exporter_up: None,
         }
     }
 
@@ -167,13 +207,25 @@ impl Gpu {
     }
 }
 
-/// A query that failed in the poll that made a snapshot.
+/// A query that failed, or answered only in part, in the poll that made a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueryFailure {
     /// The metric that was queried.
     pub metric: String,
     /// Why it failed.
     pub reason: String,
+    /// When the run of polls in which it fails began. Until it succeeds again, GPUs keep
+    /// the metric's last known values, which are at least this old.
+    #[serde(serialize_with = "rfc3339")]
+    pub since: Option<SystemTime>,
+}
+
+/// RFC 3339 with milliseconds, in UTC, or `null`.
+fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, out: S) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => out.collect_str(&humantime::format_rfc3339_millis(*time)),
+        None => out.serialize_none(),
+    }
 }
 
 /// The result of one poll, with everything the endpoints serve derived from it.

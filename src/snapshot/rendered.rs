@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::fragment::Fragment;
-use super::model::{Gpu, GpuId, NodeName};
+use super::model::{Gpu, GpuId, GpuStatus, NodeName};
 use super::summary::NodeSummary;
 
 /// One endpoint's `data`, whole and per node.
@@ -41,6 +41,7 @@ pub struct Rendered {
 struct UtilizationItem<'a> {
     uuid: &'a GpuId,
     node: Option<&'a NodeName>,
+    status: GpuStatus,
     utilization_ratio: Option<f64>,
 }
 
@@ -111,6 +112,7 @@ fn utilization_item(gpu: &Gpu) -> UtilizationItem<'_> {
     UtilizationItem {
         uuid: &gpu.uuid,
         node: gpu.node.as_ref(),
+        status: gpu.status,
         utilization_ratio: gpu.utilization_ratio,
     }
 }

@@ -12,6 +12,9 @@ use super::model::{Gpu, GpuId, NodeName, round};
 pub struct NodeSummary {
     /// Node name; `null` gathers the GPUs whose series carried no node label.
     pub name: Option<NodeName>,
+    /// Whether any exporter on the node is up: `false` when all of them are down (its GPUs
+    /// are then its last known ones), `null` when unknown.
+    pub exporter_up: Option<bool>,
     /// GPUs on the node.
     pub gpu_count: usize,
     /// Their uuids, in the snapshot's order.
@@ -47,6 +50,7 @@ fn summarize(gpus: &[Gpu]) -> NodeSummary {
 
     NodeSummary {
         name: gpus[0].node.clone(),
+        exporter_up: exporter_up(gpus),
         gpu_count: gpus.len(),
         gpus: gpus.iter().map(|g| g.uuid.clone()).collect(),
         models,
@@ -60,6 +64,12 @@ fn summarize(gpus: &[Gpu]) -> NodeSummary {
             .filter_map(|g| g.temperature_celsius)
             .reduce(f64::max),
     }
+}
+
+/// Up when any exporter is, down when every known one is down.
+fn exporter_up(gpus: &[Gpu]) -> Option<bool> {
+    let known = gpus.iter().filter_map(|g| g.exporter_up);
+    known.reduce(|any_up, up| any_up || up)
 }
 
 /// Mean of the values, `None` when there are none.

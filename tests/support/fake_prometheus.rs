@@ -2,7 +2,8 @@
 //! produce on demand: error statuses, slow or cut-off bodies, huge bodies, partial answers.
 //!
 //! It answers `GET /api/v1/query?query=Q` with the reply the test set for `Q`, or with an
-//! empty vector when none was set, and records every request it saw.
+//! empty vector when none was set, and records every request it saw. The poller's query of
+//! the exporter targets, whose text depends on `poller.missing_after`, is known as [`UP`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +21,18 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+/// The name under which the fake knows the targets query (`up` and the exporters' health).
+pub const UP: &str = "up";
+
+/// The name a query is known by: its text, but [`UP`] for the targets query.
+fn key(query: &str) -> String {
+    if query.starts_with("(up and on (job, instance)") {
+        UP.to_owned()
+    } else {
+        query.to_owned()
+    }
+}
 
 /// What the fake answers to one query.
 #[derive(Debug, Clone)]
@@ -214,7 +227,7 @@ async fn answer(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let query = params.get("query").cloned().unwrap_or_default();
+    let query = key(params.get("query").map_or("", String::as_str));
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -335,6 +348,7 @@ impl FakePrometheus {
                 .collect();
             self.set(metric.name, Reply::vector(&all));
         }
+        let now = now_seconds().to_string();
         let info: Vec<Series> = gpus
             .iter()
             .map(|gpu| {
@@ -342,9 +356,26 @@ impl FakePrometheus {
                     ("name", "NVIDIA H100 80GB HBM3"),
                     ("driver_version", "590.48.01"),
                 ];
-                series(gpu, &extra, "1".to_owned())
+                series(gpu, &extra, now.clone())
             })
             .collect();
-        self.set(NVIDIA_SMI.info.name, Reply::vector(&info));
+        self.set(NVIDIA_SMI.info.query, Reply::vector(&info));
+
+        let mut nodes: Vec<&str> = gpus.iter().map(|gpu| gpu.node.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let up: Vec<Series> = nodes
+            .into_iter()
+            .map(|node| {
+                let labels = [
+                    ("__name__", "up"),
+                    ("node", node),
+                    ("job", "nvidia_gpu_exporter"),
+                    ("instance", node),
+                ];
+                Series::new(&labels, "1")
+            })
+            .collect();
+        self.set(UP, Reply::vector(&up));
     }
 }
