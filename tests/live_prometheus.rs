@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::prometheus::{Prometheus, Target};
-use support::{Service, eventually};
+use support::{ExporterPage, Service, eventually};
 
 const DGX_01: &str = include_str!("data/dgx-01.prom");
 const DGX_02: &str = include_str!("data/dgx-02.prom");
@@ -305,4 +305,130 @@ async fn a_prometheus_without_gpu_series_is_reported_as_degraded_not_as_an_idle_
     assert_eq!(status, 200);
     assert_eq!(metrics["data"]["gpus"], json!([]));
     assert_eq!(metrics["message"], json!("0 GPUs on 0 nodes"));
+}
+
+/// Two named nodes whose exporters the test controls, with short GPU ageing.
+async fn two_nodes(missing_after: &str) -> (Prometheus, ExporterPage, ExporterPage, Service) {
+    let dgx_01 = ExporterPage::serve(DGX_01).await;
+    let dgx_02 = ExporterPage::serve(DGX_02).await;
+    let prometheus = Prometheus::start(&[
+        Target {
+            addr: dgx_01.addr,
+            labels: vec![("node", "dgx-01".into())],
+        },
+        Target {
+            addr: dgx_02.addr,
+            labels: vec![("node", "dgx-02".into())],
+        },
+    ])
+    .await;
+    let settings = format!(
+        "{}missing_after = \"{missing_after}\"\n",
+        settings(&prometheus.url())
+    );
+    let service = Service::start(&settings).await;
+    eventually(Duration::from_secs(30), "four GPUs, all ok", || async {
+        let (_, body) = service.get("/api/v1/gpu/metrics").await;
+        let gpus = body["data"]["gpus"].as_array()?;
+        let ok = gpus
+            .iter()
+            .all(|gpu| gpu["status"] == json!("ok") && gpu["name"].is_string());
+        (gpus.len() == 4 && ok).then_some(())
+    })
+    .await;
+    (prometheus, dgx_01, dgx_02, service)
+}
+
+fn gpus_of<'a>(body: &'a Value, node: &str) -> Vec<&'a Value> {
+    body["data"]["gpus"]
+        .as_array()
+        .expect("gpus")
+        .iter()
+        .filter(|gpu| gpu["node"] == json!(node))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dead_exporter_keeps_its_gpus_listed_as_stale_and_its_node_down() {
+    let (_prometheus, _dgx_01, dgx_02, service) = two_nodes("10m").await;
+
+    dgx_02.stop();
+
+    let body = eventually(Duration::from_secs(30), "dgx-02's GPUs stale", || async {
+        let (_, body) = service.get("/api/v1/gpu/metrics").await;
+        let stale = gpus_of(&body, "dgx-02")
+            .iter()
+            .all(|gpu| gpu["status"] == json!("stale"));
+        stale.then_some(body)
+    })
+    .await;
+    let dead = gpus_of(&body, "dgx-02");
+    assert_eq!(dead.len(), 2);
+    for gpu in &dead {
+        assert_eq!(gpu["memory_used_bytes"], json!(null), "{gpu}");
+        assert_eq!(gpu["power_draw_watts"], json!(null), "{gpu}");
+        assert!(gpu["name"].is_string(), "{gpu}");
+        assert!(gpu["last_seen_at"].is_string(), "{gpu}");
+    }
+    for gpu in gpus_of(&body, "dgx-01") {
+        assert_eq!(gpu["status"], json!("ok"), "{gpu}");
+    }
+
+    let (_, nodes) = service.get("/api/v1/gpu/nodes").await;
+    let up: Vec<_> = nodes["data"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["name"].clone(),
+                n["exporter_up"].clone(),
+                n["gpu_count"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        up,
+        [
+            (json!("dgx-01"), json!(true), json!(2)),
+            (json!("dgx-02"), json!(false), json!(2)),
+        ]
+    );
+    assert_eq!(nodes["data"]["nodes"][1]["power_draw_watts"], json!(null));
+}
+
+#[tokio::test]
+async fn a_gpu_gone_from_a_live_exporter_is_missing_then_dropped() {
+    let (_prometheus, dgx_01, _dgx_02, service) = two_nodes("4s").await;
+    let gone = "6b1f2f7a-1b7e-4c1e-9d7a-3e2a10000002";
+    let without: Vec<&str> = DGX_01.lines().filter(|line| !line.contains(gone)).collect();
+
+    dgx_01.set(&without.join("\n"));
+
+    let body = eventually(Duration::from_secs(30), "the GPU missing", || async {
+        let (_, body) = service.get("/api/v1/gpu/metrics").await;
+        let missing = gpus_of(&body, "dgx-01")
+            .iter()
+            .any(|gpu| gpu["status"] == json!("missing"));
+        missing.then_some(body)
+    })
+    .await;
+    let on_node = gpus_of(&body, "dgx-01");
+    assert_eq!(on_node.len(), 2);
+    let missing = on_node
+        .iter()
+        .find(|gpu| gpu["status"] == json!("missing"))
+        .expect("missing gpu");
+    assert_eq!(missing["uuid"], json!(format!("GPU-{gone}")));
+    assert_eq!(missing["utilization_ratio"], json!(null));
+    assert!(missing["last_seen_at"].is_string());
+    let (_, node) = service.get("/api/v1/gpu/nodes/dgx-01").await;
+    assert_eq!(node["data"]["node"]["exporter_up"], json!(true));
+    assert_eq!(node["data"]["node"]["utilization_avg_ratio"], json!(0.83));
+
+    eventually(Duration::from_secs(30), "the GPU dropped", || async {
+        let (_, body) = service.get("/api/v1/gpu/metrics").await;
+        (gpus_of(&body, "dgx-01").len() == 1).then_some(())
+    })
+    .await;
 }

@@ -28,6 +28,54 @@ pub async fn serve_exporter_page(page: &'static str) -> SocketAddr {
     addr
 }
 
+/// An exporter page whose content a test can change, and which can die.
+pub struct ExporterPage {
+    pub addr: SocketAddr,
+    page: std::sync::Arc<std::sync::Mutex<String>>,
+    stop: CancellationToken,
+}
+
+impl ExporterPage {
+    /// Serves `page` at `/metrics` on a free loopback port.
+    pub async fn serve(page: &str) -> ExporterPage {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind exporter");
+        let addr = listener.local_addr().expect("exporter address");
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(page.to_owned()));
+        let current = std::sync::Arc::clone(&shared);
+        let app = Router::new().route(
+            "/metrics",
+            get(move || {
+                let page = current.lock().expect("page lock").clone();
+                async move { page }
+            }),
+        );
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await
+        });
+        ExporterPage {
+            addr,
+            page: shared,
+            stop,
+        }
+    }
+
+    /// From the next scrape on, the page reads `page`.
+    pub fn set(&self, page: &str) {
+        *self.page.lock().expect("page lock") = page.to_owned();
+    }
+
+    /// The exporter dies: its port refuses connections from now on.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
 /// A configuration from the built-in defaults with `overrides` (TOML) on top.
 pub fn config(overrides: &str) -> Config {
     let figment = config::defaults().merge(Toml::string(overrides));
