@@ -395,6 +395,12 @@ async fn a_dead_exporter_keeps_its_gpus_listed_as_stale_and_its_node_down() {
         ]
     );
     assert_eq!(nodes["data"]["nodes"][1]["power_draw_watts"], json!(null));
+
+    let (_, health) = service.get("/api/health").await;
+    assert_eq!(
+        health["data"]["gpus"],
+        json!({"ok": 2, "stale": 2, "missing": 0})
+    );
 }
 
 #[tokio::test]

@@ -183,7 +183,7 @@ async fn node_summaries_and_the_utilization_view_come_from_the_snapshot() {
     assert_eq!(utilization["data"]["average_ratio"], json!(0.375));
     assert_eq!(
         utilization["data"]["gpus"][1],
-        json!({"uuid": "GPU-0001", "node": "a", "utilization_ratio": null})
+        json!({"uuid": "GPU-0001", "node": "a", "status": "ok", "utilization_ratio": null})
     );
 }
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use gpu_monitoring_api::exporter::NVIDIA_SMI;
+use gpu_monitoring_api::exporter::{NVIDIA_SMI, Query};
 use serde_json::{Value, json};
 use support::fake_prometheus::{FakeGpu, FakePrometheus, Reply, Series, UP, vector_document};
 use support::{Service, eventually};
@@ -457,4 +457,36 @@ async fn an_exporter_whose_collection_fails_or_is_old_has_its_gpus_marked_stale(
     })
     .await;
     assert_eq!(readings(&old, "status"), [json!("stale"), json!("stale")]);
+}
+
+#[tokio::test]
+async fn while_every_query_fails_polls_back_off_and_an_answer_restores_them() {
+    let (fake, gpus) = healthy_fake().await;
+    let refuse_all = || {
+        for query in NVIDIA_SMI.queries() {
+            let name = match query {
+                Query::Targets => UP.to_owned(),
+                _ => NVIDIA_SMI.promql(query, Duration::ZERO).into_owned(),
+            };
+            fake.set(&name, Reply::error(503, "unavailable", "overloaded"));
+        }
+    };
+    refuse_all();
+    let fast = format!(
+        "[prometheus]\nurl = \"{}\"\nquery_timeout = \"50ms\"\n[poller]\ninterval = \"100ms\"\n",
+        fake.url()
+    );
+    let service = Service::start(&fast).await;
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Every 100 ms, 3 s would be 30 polls (fewer with the retries); backing off to 200, 400,
+    // then 800 ms between polls leaves at most 7.
+    let polls = fake.count(TEMPERATURE) / 2;
+    assert!(polls <= 8, "{polls} polls in 3 s while every query failed");
+    let (status, _) = service.get("/api/v1/gpu/metrics").await;
+    assert_eq!(status, 503);
+
+    fake.serve_gpus(&gpus);
+    complete(&service).await;
 }

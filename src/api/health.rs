@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::envelope::{Envelope, ErrorBody, answer, timestamp};
 use super::params::NoParams;
 use super::{ApiError, AppState};
-use crate::snapshot::{PollStatus, Snapshot};
+use crate::snapshot::{PollStatus, Snapshot, StatusCounts};
 
 /// The service's verdict on itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,6 +28,7 @@ pub enum Status {
 struct Health<'a> {
     status: Status,
     prometheus: PrometheusHealth<'a>,
+    gpus: Option<StatusCounts>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +61,7 @@ pub async fn health(State(state): State<AppState>, _: NoParams) -> Response {
             last_success_at: poll.last_success_at.map(timestamp),
             last_error: poll.last_error.as_deref(),
         },
+        gpus: snapshot.as_deref().map(|s| s.statuses),
     };
     match status {
         Status::Ok => answer(&state, snapshot.as_deref(), data, OK.to_owned()),

@@ -69,14 +69,14 @@ impl Poller {
     /// Polls until `cancel` fires: once at once, then every interval.
     ///
     /// A poll runs to completion before the next is scheduled, so polls never overlap, and a
-    /// slow poll delays the next one rather than causing a burst. While Prometheus cannot be
-    /// reached, the pause between polls doubles, up to [`MAX_BACKOFF`] intervals, with
-    /// jitter so that many replicas do not return in step; the first answer brings the
-    /// normal interval back.
+    /// slow poll delays the next one rather than causing a burst. While every query fails
+    /// (Prometheus down, unreachable, or refusing everything because it is overloaded), the
+    /// pause between polls doubles, up to [`MAX_BACKOFF`] intervals, with jitter so that
+    /// many replicas do not return in step; the first answer brings the normal interval back.
     pub async fn run(mut self, cancel: CancellationToken) {
         let span = tracing::info_span!("poller", family = self.family.name);
         async move {
-            let mut unreachable_polls = 0;
+            let mut failed_polls = 0;
             let mut next = Instant::now();
             loop {
                 tokio::select! {
@@ -84,16 +84,12 @@ impl Poller {
                     _ = tokio::time::sleep_until(next) => {}
                 }
                 let started = Instant::now();
-                let unreachable = tokio::select! {
+                let failed = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    unreachable = self.guarded_poll() => unreachable,
+                    failed = self.guarded_poll() => failed,
                 };
-                unreachable_polls = if unreachable {
-                    unreachable_polls + 1
-                } else {
-                    0
-                };
-                next = started + pause(self.interval, unreachable_polls);
+                failed_polls = if failed { failed_polls + 1 } else { 0 };
+                next = started + pause(self.interval, failed_polls);
             }
             tracing::debug!("poller stopped");
         }
@@ -102,11 +98,12 @@ impl Poller {
     }
 
     /// One poll, with a panic anywhere in it caught: the previous snapshot stays served and
-    /// the loop goes on. Returns whether Prometheus was unreachable.
+    /// the loop goes on. Returns whether every query of the poll failed.
     async fn guarded_poll(&mut self) -> bool {
         let poll = AssertUnwindSafe(self.poll_and_publish()).catch_unwind();
-        let Err(panic) = poll.await else {
-            return self.store.status().reachable == Some(false);
+        let panic = match poll.await {
+            Ok(failed) => return failed,
+            Err(panic) => panic,
         };
 
         let detail = crate::api::panic_text(panic.as_ref());
@@ -123,8 +120,9 @@ impl Poller {
         false
     }
 
-    /// Runs one poll and records its result in the store.
-    pub async fn poll_and_publish(&mut self) {
+    /// Runs one poll and records its result in the store; returns whether every query of it
+    /// failed, so that nothing could be published.
+    pub async fn poll_and_publish(&mut self) -> bool {
         let started = Instant::now();
         let window = self.ageing.missing_after;
         let outcome = poll_once(&self.client, self.family, &self.node_labels, window).await;
@@ -132,6 +130,7 @@ impl Poller {
 
         let previous = self.store.status();
         let now = SystemTime::now();
+        let failed = matches!(outcome, PollOutcome::Failed { .. });
         let status = match outcome {
             PollOutcome::Joined { joined, failures } => {
                 let lost = PollOutcome::lost_readings(&failures);
@@ -150,6 +149,7 @@ impl Poller {
         };
         log_transition(&previous, &status, elapsed_ms);
         self.store.set_status(status);
+        failed
     }
 
     /// The poll's failures as the snapshot reports them, each with the time its run of
@@ -224,13 +224,13 @@ impl Poller {
 }
 
 /// The pause from the start of one poll to the start of the next: the interval, or after
-/// `unreachable` polls in a row that found Prometheus unreachable, 2, 4, then 8 intervals,
-/// each shortened by up to a quarter at random.
-fn pause(interval: Duration, unreachable: u32) -> Duration {
-    if unreachable == 0 {
+/// `failed` polls in a row in which every query failed, 2, 4, then 8 intervals, each
+/// shortened by up to a quarter at random.
+fn pause(interval: Duration, failed: u32) -> Duration {
+    if failed == 0 {
         return interval;
     }
-    let factor = 2u32.saturating_pow(unreachable).min(MAX_BACKOFF);
+    let factor = 2u32.saturating_pow(failed).min(MAX_BACKOFF);
     let jitter = 0.75 + 0.25 * fastrand::f64();
     (interval * factor).mul_f64(jitter)
 }
@@ -291,7 +291,7 @@ mod tests {
     use crate::exporter::NVIDIA_SMI;
 
     #[test]
-    fn the_pause_doubles_while_unreachable_up_to_eight_intervals_with_jitter() {
+    fn the_pause_doubles_while_polls_fail_up_to_eight_intervals_with_jitter() {
         let interval = Duration::from_secs(10);
 
         assert_eq!(pause(interval, 0), interval);

@@ -11,7 +11,9 @@ mod store;
 mod summary;
 
 pub use fragment::{Fragment, stored_block};
-pub use model::{Anomaly, Gpu, GpuId, GpuStatus, InvalidName, NodeName, QueryFailure, Snapshot};
+pub use model::{
+    Anomaly, Gpu, GpuId, GpuStatus, InvalidName, NodeName, QueryFailure, Snapshot, StatusCounts,
+};
 pub use rendered::{Rendered, View, average_tail};
 pub use store::{PollStatus, Store};
 pub use summary::NodeSummary;

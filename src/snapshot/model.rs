@@ -106,6 +106,29 @@ pub enum GpuStatus {
     Missing,
 }
 
+/// How many GPUs have each status, for the health endpoint: a dead exporter or a GPU that
+/// fell off the bus shows in the one place operators look first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    /// GPUs with current readings.
+    pub ok: usize,
+    /// GPUs whose readings are old or whose exporter is down.
+    pub stale: usize,
+    /// GPUs their exporter no longer lists.
+    pub missing: usize,
+}
+
+impl StatusCounts {
+    fn of(gpus: &[Gpu]) -> Self {
+        let count = |status| gpus.iter().filter(|g| g.status == status).count();
+        StatusCounts {
+            ok: count(GpuStatus::Ok),
+            stale: count(GpuStatus::Stale),
+            missing: count(GpuStatus::Missing),
+        }
+    }
+}
+
 /// A value the exporter wrote that no working GPU can report, dropped instead of served.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Anomaly {
@@ -247,6 +270,8 @@ pub struct Snapshot {
     pub utilization_avg_ratio: Option<f64>,
     /// Number of distinct named nodes.
     pub node_count: usize,
+    /// GPUs by status.
+    pub statuses: StatusCounts,
     /// Every endpoint's `data`, serialized and compressed.
     pub rendered: Rendered,
     /// `collected_at` as RFC 3339 with milliseconds, formatted once.
@@ -284,6 +309,7 @@ impl Snapshot {
             failures,
             rendered: Rendered::new(&gpus, &nodes, average),
             utilization_avg_ratio: average,
+            statuses: StatusCounts::of(&gpus),
             gpus,
             nodes,
             node_count,
