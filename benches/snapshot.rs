@@ -240,6 +240,7 @@ fn service(snapshot: Snapshot) -> Router {
     let settings = HttpSettings {
         request_timeout: Duration::from_secs(10),
         cors_allowed_origins: AllowedOrigins::Any,
+        max_concurrent_requests: 64,
     };
     api::router(state, &settings)
 }

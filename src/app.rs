@@ -5,6 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::Listener;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +43,7 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    http: http1::Builder,
     poller: Poller,
     shutdown_grace: Duration,
     cancel: CancellationToken,
@@ -66,11 +72,13 @@ impl Application {
         let settings = HttpSettings {
             request_timeout: config.server.request_timeout,
             cors_allowed_origins: config.server.cors_allowed_origins.clone(),
+            max_concurrent_requests: config.server.max_concurrent_requests,
         };
         log_start(&config, &client);
 
         Ok(Application {
             router: api::router(state, &settings),
+            http: http1(config.server.header_read_timeout),
             poller: Poller::new(
                 client,
                 &NVIDIA_SMI,
@@ -104,20 +112,64 @@ impl Application {
         let tracker = TaskTracker::new();
 
         tracker.spawn(self.poller.run(cancel.child_token()));
-        let stop = cancel.clone();
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-        tracker.spawn(async move {
-            if let Err(error) = server.await {
-                tracing::error!(error = %error, "http server failed");
-            }
-        });
+        tracker.spawn(serve(self.listener, self.router, self.http, cancel.clone()));
         tracker.close();
 
         shutdown.await;
         cancel.cancel();
         drain(tracker, self.shutdown_grace).await;
     }
+}
+
+/// The most bytes of request line and headers read before hyper answers 431 and closes the
+/// connection. It has to exceed [`api::MAX_REQUEST_LINE`] by enough for ordinary headers, so
+/// that an over-long URI still reaches the router and gets its 414 envelope; past it, nothing
+/// a client sends before its headers end is buffered.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// HTTP/1.1 with keep-alive, as `axum::serve` speaks it, plus the limits it cannot set: a
+/// deadline for the request head, so that a client trickling or never finishing its headers
+/// does not hold a connection forever, and a bound on the bytes buffered for that head.
+///
+/// hyper starts the header deadline whenever it waits for a request, so it is also the time
+/// a keep-alive connection may sit idle between requests.
+fn http1(header_read_timeout: Duration) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    builder
+}
+
+/// Accepts connections until `stop` fires, then stops accepting and lets each connection
+/// finish the request it is answering; idle keep-alive connections close at once. Returns
+/// when every connection has closed.
+async fn serve(
+    mut listener: TcpListener,
+    router: axum::Router,
+    http: http1::Builder,
+    stop: CancellationToken,
+) {
+    let connections = GracefulShutdown::new();
+    loop {
+        // axum's accept retries, after a pause, errors such as running out of descriptors.
+        let (stream, _) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
+            () = stop.cancelled() => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        // Not fire-and-forget: `connections` watches it, and shutdown waits for it below.
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
 }
 
 async fn drain(tracker: TaskTracker, grace: Duration) {

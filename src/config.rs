@@ -32,6 +32,8 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "shutdown_grace",
             "cors_allowed_origins",
             "max_stream_subscribers",
+            "header_read_timeout",
+            "max_concurrent_requests",
         ],
     ),
     ("prometheus", &["url", "query_timeout"]),
@@ -89,6 +91,11 @@ pub struct ServerConfig {
     pub cors_allowed_origins: AllowedOrigins,
     /// Most event streams open at once.
     pub max_stream_subscribers: usize,
+    /// Longest time a client may take to send its request headers; also how long a
+    /// keep-alive connection may sit idle between requests.
+    pub header_read_timeout: Duration,
+    /// Most requests in flight at once; more are answered 503 `overloaded` at once.
+    pub max_concurrent_requests: usize,
 }
 
 /// Which browser origins may read the API.
@@ -322,6 +329,8 @@ impl<'a> Reader<'a> {
         let shutdown_grace = self.duration("server.shutdown_grace");
         let cors_allowed_origins = self.origins("server.cors_allowed_origins");
         let max_stream_subscribers = self.count("server.max_stream_subscribers");
+        let header_read_timeout = self.duration("server.header_read_timeout");
+        let max_concurrent_requests = self.count("server.max_concurrent_requests");
 
         Some(ServerConfig {
             listen: listen?,
@@ -329,6 +338,8 @@ impl<'a> Reader<'a> {
             shutdown_grace: shutdown_grace?,
             cors_allowed_origins: cors_allowed_origins?,
             max_stream_subscribers: max_stream_subscribers?,
+            header_read_timeout: header_read_timeout?,
+            max_concurrent_requests: max_concurrent_requests?,
         })
     }
 
@@ -643,6 +654,8 @@ mod tests {
         assert_eq!(config.poller.stale_after, Duration::from_secs(15));
         assert_eq!(config.prometheus.query_timeout, Duration::from_secs(3));
         assert_eq!(config.server.cors_allowed_origins, AllowedOrigins::Any);
+        assert_eq!(config.server.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(config.server.max_concurrent_requests, 4096);
         assert_eq!(config.poller.node_labels[0], "node");
         assert_eq!(
             config.poller.node_labels.last().map(String::as_str),
@@ -710,6 +723,18 @@ mod tests {
         assert_eq!(
             found,
             vec!["server.request_timeout: must be longer than zero"]
+        );
+    }
+
+    #[test]
+    fn a_zero_header_read_timeout_or_request_limit_is_refused_by_name() {
+        let found = problems("[server]\nheader_read_timeout = \"0s\"\nmax_concurrent_requests = 0");
+        assert_eq!(
+            found,
+            vec![
+                "server.header_read_timeout: must be longer than zero",
+                "server.max_concurrent_requests: must be at least 1",
+            ]
         );
     }
 

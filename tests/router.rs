@@ -65,6 +65,7 @@ fn app_with(store: Arc<Store>, origins: AllowedOrigins) -> Router {
     let settings = HttpSettings {
         request_timeout: Duration::from_secs(10),
         cors_allowed_origins: origins,
+        max_concurrent_requests: 64,
     };
     api::router(state, &settings)
 }
@@ -245,7 +246,7 @@ async fn unknown_paths_wrong_methods_and_query_parameters_get_error_envelopes() 
     assert_eq!(body["error"]["code"], json!("method_not_allowed"));
     assert_eq!(headers[header::ALLOW], "GET, HEAD");
 
-    let long = format!("/{}", "x".repeat(10_000));
+    let long = format!("/{}", "x".repeat(7_000));
     let (status, missing) = get(app(store.clone()), &long).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let message = missing["error"]["message"].as_str().expect("message");
@@ -481,4 +482,82 @@ async fn head_sends_the_length_and_validators_of_get() {
         body.len().to_string().as_str()
     );
     assert_eq!(head_headers[header::ETAG], get_headers[header::ETAG]);
+}
+
+#[tokio::test]
+async fn a_request_line_over_8_kib_gets_414_and_one_under_it_is_routed() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    let (status, long) = get(app(store.clone()), &format!("/{}", "x".repeat(9 * 1024))).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    assert_eq!(long["error"]["code"], json!("uri_too_long"));
+    assert_eq!(long["success"], json!(false));
+
+    let (status, query) = get(
+        app(store.clone()),
+        &format!("/api/v1/gpu/metrics?node={}", "a".repeat(9 * 1024)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    assert_eq!(query["error"]["code"], json!("uri_too_long"));
+
+    let (status, short) = get(app(store), &format!("/{}", "x".repeat(7 * 1024))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(short["error"]["code"], json!("not_found"));
+}
+
+#[tokio::test]
+async fn every_method_that_writes_gets_405_with_allow_on_a_real_route() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri("/api/v1/gpu/nodes")
+            .body(Body::from("{}"))
+            .expect("request");
+        let (status, headers, body) = send(app(store.clone()), request).await;
+        let body: Value = serde_json::from_slice(&body).expect("JSON envelope");
+
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(headers[header::ALLOW], "GET, HEAD", "{method}");
+        assert_eq!(
+            body["error"]["code"],
+            json!("method_not_allowed"),
+            "{method}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_preflight_from_a_listed_origin_names_it_and_never_allows_credentials() {
+    let store = published(snapshot(1, vec![]), healthy());
+    let listed = AllowedOrigins::List(vec!["https://grafana.example".parse().expect("origin")]);
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/v1/gpu/metrics")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let app = || app_with(store.clone(), listed.clone());
+
+    let (_, allowed, _) = send(app(), preflight("https://grafana.example")).await;
+    let (_, refused, _) = send(app(), preflight("https://evil.example")).await;
+    let get_from_listed = request(
+        "/api/v1/gpu/metrics",
+        &[(header::ORIGIN, "https://grafana.example")],
+    );
+    let (_, answered, _) = send(app(), get_from_listed).await;
+
+    assert_eq!(
+        allowed[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://grafana.example"
+    );
+    assert!(!refused.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    for headers in [&allowed, &refused, &answered] {
+        assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+    }
 }

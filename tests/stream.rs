@@ -51,6 +51,7 @@ fn router(state: AppState) -> Router {
     let settings = HttpSettings {
         request_timeout: Duration::from_secs(1),
         cors_allowed_origins: AllowedOrigins::Any,
+        max_concurrent_requests: 64,
     };
     api::router(state, &settings)
 }

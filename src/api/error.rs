@@ -32,6 +32,12 @@ pub enum ApiError {
     /// The request ran past `server.request_timeout`.
     #[error("the request took longer than {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    /// `server.max_concurrent_requests` requests are already being answered.
+    #[error("{0} requests are being answered, the most this service allows; retry shortly")]
+    Overloaded(usize),
+    /// The method and URI together are longer than the service reads.
+    #[error("the request line is longer than {0} bytes")]
+    UriTooLong(usize),
 }
 
 impl ApiError {
@@ -41,9 +47,11 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownNode(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadParameter(_) => StatusCode::BAD_REQUEST,
-            ApiError::NoData | ApiError::Timeout(_) | ApiError::TooManySubscribers(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::NoData
+            | ApiError::Timeout(_)
+            | ApiError::TooManySubscribers(_)
+            | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -56,17 +64,27 @@ impl ApiError {
             ApiError::NoData => "no_data",
             ApiError::Timeout(_) => "timeout",
             ApiError::TooManySubscribers(_) => "too_many_subscribers",
+            ApiError::Overloaded(_) => "overloaded",
+            ApiError::UriTooLong(_) => "uri_too_long",
         }
     }
 }
 
+/// Seconds an overloaded client is asked to wait: requests finish in milliseconds, so
+/// capacity is back almost at once, and a short wait spreads the retries out.
+const OVERLOADED_RETRY_AFTER: &str = "1";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = failure(self.status(), self.code(), self.to_string());
-        if let ApiError::MethodNotAllowed(_) = self {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        let extra = match self {
+            ApiError::MethodNotAllowed(_) => Some((header::ALLOW, "GET, HEAD")),
+            ApiError::Overloaded(_) => Some((header::RETRY_AFTER, OVERLOADED_RETRY_AFTER)),
+            _ => None,
+        };
+        if let Some((name, value)) = extra {
+            let value = header::HeaderValue::from_static(value);
+            response.headers_mut().insert(name, value);
         }
         response
     }

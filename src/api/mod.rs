@@ -19,9 +19,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
@@ -60,7 +63,14 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Origins CORS lets read responses.
     pub cors_allowed_origins: AllowedOrigins,
+    /// `server.max_concurrent_requests`.
+    pub max_concurrent_requests: usize,
 }
+
+/// The longest request line, method and URI together, that is answered; longer ones get 414.
+/// Dashboards send a path and a few short parameters, so this is generous, and it bounds
+/// what one request can make the service parse and match.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 
 /// The whole application: routes, fallbacks and middleware.
 pub fn router(state: AppState, settings: &HttpSettings) -> Router {
@@ -73,7 +83,8 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
-        .layer(cors(&settings.cors_allowed_origins));
+        .layer(cors(&settings.cors_allowed_origins))
+        .layer(middleware::from_fn(refuse_long_request_line));
 
     let answered_at_once = Router::new()
         .route("/api/v1/gpu/metrics", get(gpu::metrics))
@@ -93,12 +104,55 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
 
     // The stream is open for as long as the client stays, so the request timeout, which
     // was added above, does not apply to it.
-    answered_at_once
+    let routes = answered_at_once
         .route("/api/v1/gpu/stream", get(stream::stream))
         .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
+        .method_not_allowed_fallback(error::method_not_allowed);
+    limit_concurrency(routes, settings.max_concurrent_requests)
         .layer(middleware)
         .with_state(state)
+}
+
+/// Answers requests beyond `max` in flight with 503 `overloaded` at once instead of queueing
+/// them, so that a flood is refused cheaply rather than growing memory and latency for all.
+///
+/// One semaphore is shared by every route, since axum wraps each route separately. A request
+/// holds its permit until its handler returns the response head, not while the body is
+/// sent. So an open event stream does not count: it is answered at once and then only waits
+/// for snapshots, and `server.max_stream_subscribers` bounds streams on its own. Counting
+/// them would let idle subscribers crowd out the requests this limit is there to protect.
+/// Time spent writing a body to a slow reader is not counted either; the bodies are
+/// prerendered and shared, so that costs a connection, not memory per request.
+fn limit_concurrency<S>(routes: Router<S>, max: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                ApiError::Overloaded(max)
+            }))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::new(max)),
+    )
+}
+
+/// Refuses a request line over [`MAX_REQUEST_LINE`] before any handler reads it.
+async fn refuse_long_request_line(request: Request, next: Next) -> Response {
+    if request_line_length(&request) > MAX_REQUEST_LINE {
+        return ApiError::UriTooLong(MAX_REQUEST_LINE).into_response();
+    }
+    next.run(request).await
+}
+
+/// Method plus request target as the client sent it: origin form (`/path?query`), or
+/// absolute form with scheme and authority.
+fn request_line_length(request: &Request) -> usize {
+    let uri = request.uri();
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + "://".len());
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    request.method().as_str().len() + scheme + authority + target
 }
 
 /// A DEBUG span per request carrying the route pattern, never the query string or headers,
@@ -125,4 +179,61 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
             axum::http::Method::OPTIONS,
         ])
         .allow_credentials(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::{Body, to_bytes};
+    use axum::http::{StatusCode, header};
+    use tokio::sync::Notify;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn get_request(uri: &str) -> Request {
+        Request::get(uri).body(Body::empty()).expect("request")
+    }
+
+    /// `/held` enters, says so, and answers only when released; `/quick` answers at once.
+    fn held_and_quick(entered: Arc<Notify>, release: Arc<Notify>) -> Router {
+        let held = move || async move {
+            entered.notify_one();
+            release.notified().await;
+            "released"
+        };
+        let routes = Router::new()
+            .route("/held", get(held))
+            .route("/quick", get(|| async { "quick" }));
+        limit_concurrency(routes, 1)
+    }
+
+    #[tokio::test]
+    async fn a_request_beyond_the_limit_gets_503_overloaded_with_retry_after_until_one_ends() {
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let app = held_and_quick(Arc::clone(&entered), Arc::clone(&release));
+        let in_flight = tokio::spawn(app.clone().oneshot(get_request("/held")));
+        entered.notified().await;
+
+        let shed = app
+            .clone()
+            .oneshot(get_request("/quick"))
+            .await
+            .expect("infallible");
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+        let body = to_bytes(shed.into_body(), 4096).await.expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(r#""code":"overloaded""#), "{text}");
+
+        release.notify_one();
+        let held = in_flight.await.expect("task").expect("infallible");
+        assert_eq!(held.status(), StatusCode::OK);
+        let quick = app
+            .oneshot(get_request("/quick"))
+            .await
+            .expect("infallible");
+        assert_eq!(quick.status(), StatusCode::OK);
+    }
 }

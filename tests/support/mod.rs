@@ -85,22 +85,26 @@ pub fn config(overrides: &str) -> Config {
 /// The service, running in this test's runtime on a free port until dropped.
 pub struct Service {
     pub base: String,
+    pub addr: SocketAddr,
     stop: CancellationToken,
 }
 
 impl Service {
     /// Starts the service with `listen = "127.0.0.1:0"` and the given overrides.
+    /// The listen address is a layer of its own, so that `overrides` may have a `[server]`
+    /// table too.
     pub async fn start(overrides: &str) -> Service {
-        let app = Application::bind(config(&format!(
-            "{overrides}\n[server]\nlisten = \"127.0.0.1:0\"\n"
-        )))
-        .await
-        .expect("service binds");
-        let base = format!("http://{}", app.local_addr());
+        let figment = config::defaults()
+            .merge(Toml::string(overrides))
+            .merge(Toml::string("[server]\nlisten = \"127.0.0.1:0\"\n"));
+        let config = Config::from_figment(&figment, None).expect("test configuration is valid");
+        let app = Application::bind(config).await.expect("service binds");
+        let addr = app.local_addr();
+        let base = format!("http://{addr}");
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         tokio::spawn(app.run_until(async move { stopped.cancelled().await }));
-        Service { base, stop }
+        Service { base, addr, stop }
     }
 
     /// GETs `path` and returns the status and the parsed JSON body.
