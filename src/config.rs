@@ -585,8 +585,7 @@ impl<'a> Reader<'a> {
             Err(error) => return self.fail(key, format!("the value is not a URL: {error}")),
         };
 
-        // The text may hold a password, so messages quote the URL without credentials.
-        let shown = crate::prometheus::redact_url(&url);
+        let shown = shown_url(&url);
         if !matches!(url.scheme(), "http" | "https") {
             return self.fail(
                 key,
@@ -686,6 +685,16 @@ impl<'a> Reader<'a> {
             .find_metadata(key)
             .is_some_and(|metadata| metadata.name == DEFAULTS_LAYER)
     }
+}
+
+/// The URL as messages may quote it: without credentials. A URL with no `//`, such as
+/// `user:pass@prom:9090`, parses as scheme `user` and an opaque path that userinfo cannot be
+/// removed from, so only its scheme is shown when it might hold a password.
+fn shown_url(url: &Url) -> String {
+    if url.cannot_be_a_base() && url.as_str().contains('@') {
+        return format!("{}:…", url.scheme());
+    }
+    crate::prometheus::redact_url(url)
 }
 
 fn describe(value: &Value) -> String {
@@ -840,6 +849,14 @@ mod tests {
     fn credentials_in_a_bad_prometheus_url_are_not_repeated() {
         let found = problems("[prometheus]\nurl = \"ftp://user:hunter2@prom\"");
         assert!(!found[0].contains("hunter2"), "{}", found[0]);
+        let found = problems("[prometheus]\nurl = \"user:hunter2@prom:9090\"");
+        assert!(!found[0].contains("hunter2"), "{}", found[0]);
+        let found = problems("[prometheus]\nurl = \"prom:9090\"");
+        assert!(
+            found[0].contains("\"prom:9090\" must start with"),
+            "{}",
+            found[0]
+        );
     }
 
     #[test]
