@@ -33,7 +33,7 @@ command -v curl >/dev/null || { echo "load.sh: curl is needed" >&2; exit 1; }
 
 cargo build --release --locked --bin gpu-monitoring-api \
   --example bench-exporter --example reference-server --example direct-prometheus
-bin=target/release
+bin="${CARGO_TARGET_DIR:-target}/release"
 workdir="$(mktemp -d "${TMPDIR:-/tmp}/gpu-load.XXXXXX")"
 pids=()
 
@@ -107,7 +107,7 @@ scrape_configs:
     static_configs:
       - targets: [$(for i in $(seq 0 7); do printf "'127.0.0.1:%d'," $((19935 + i)); done | sed 's/,$//')]
 YML
-  prometheus --config.file="$workdir/prometheus.yml" --storage.tsdb.path="$workdir/data-$gpus" \
+  "${PROMETHEUS_BIN:-prometheus}" --config.file="$workdir/prometheus.yml" --storage.tsdb.path="$workdir/data-$gpus" \
     --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$workdir/prometheus.log" 2>&1 &
   pids+=($!)
   wait_for "http://127.0.0.1:$prom_port/api/v1/query?query=count(nvidia_smi_gpu_info)" "\"$gpus\"\]" 60

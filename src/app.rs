@@ -18,7 +18,7 @@ use crate::api::{self, AppState, HttpSettings};
 use crate::config::Config;
 use crate::exporter::NVIDIA_SMI;
 use crate::poller::{Ageing, Poller};
-use crate::prometheus::Client;
+use crate::prometheus::{self, Client};
 use crate::snapshot::Store;
 
 /// Why the service could not start.
@@ -57,7 +57,7 @@ impl Application {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
 
-        let client = Client::new(&config.prometheus.url, config.prometheus.query_timeout)?;
+        let client = prometheus_client(&config)?;
         let store = Arc::new(Store::new());
         let cancel = CancellationToken::new();
         let state = AppState {
@@ -182,6 +182,17 @@ async fn drain(tracker: TaskTracker, grace: Duration) {
     }
 }
 
+fn prometheus_client(config: &Config) -> Result<Client, reqwest::Error> {
+    let settings = &config.prometheus;
+    let options = prometheus::Options {
+        max_response_bytes: settings.max_response_bytes,
+        auth: settings.auth.clone(),
+        ca_certificates: settings.ca_certificates.clone(),
+        insecure_skip_verify: settings.insecure_skip_verify,
+    };
+    Client::with_options(&settings.url, settings.query_timeout, options)
+}
+
 fn log_start(config: &Config, client: &Client) {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -192,4 +203,10 @@ fn log_start(config: &Config, client: &Client) {
         exporter = NVIDIA_SMI.name,
         "starting"
     );
+    if config.prometheus.insecure_skip_verify {
+        tracing::warn!(
+            prometheus = client.redacted_url(),
+            "prometheus.insecure_skip_verify is set: the server certificate is not verified, so anyone on the path can read the credentials and forge the data"
+        );
+    }
 }

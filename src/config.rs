@@ -19,8 +19,16 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::prometheus::{Auth, BearerToken, read_secret_file, userinfo_auth};
+
 /// The documented defaults, which are also the first layer.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The shortest poll interval accepted.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest poll interval accepted.
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Every section and key the service knows; anything else is a typo worth reporting.
 const KNOWN_KEYS: &[(&str, &[&str])] = &[
@@ -36,7 +44,19 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "max_concurrent_requests",
         ],
     ),
-    ("prometheus", &["url", "query_timeout"]),
+    (
+        "prometheus",
+        &[
+            "url",
+            "query_timeout",
+            "max_response_bytes",
+            "bearer_token_file",
+            "username",
+            "password_file",
+            "ca_file",
+            "insecure_skip_verify",
+        ],
+    ),
     (
         "poller",
         &[
@@ -108,12 +128,23 @@ pub enum AllowedOrigins {
 }
 
 /// `[prometheus]`: where the data comes from.
+///
+/// Its `Debug` output holds no secret: userinfo is moved out of `url` into `auth`, which
+/// redacts passwords and tokens.
 #[derive(Debug, Clone)]
 pub struct PrometheusConfig {
-    /// Base URL of the HTTP API.
+    /// Base URL of the HTTP API, without userinfo.
     pub url: Url,
     /// Deadline for one query.
     pub query_timeout: Duration,
+    /// Largest answer body accepted.
+    pub max_response_bytes: u64,
+    /// Credentials: a bearer token file, `username` and `password_file`, or the URL's userinfo.
+    pub auth: Option<Auth>,
+    /// Roots from `ca_file`, trusted besides the built-in ones.
+    pub ca_certificates: Vec<reqwest::Certificate>,
+    /// Accept any server certificate.
+    pub insecure_skip_verify: bool,
 }
 
 /// `[poller]`: how often and how the data is joined.
@@ -154,8 +185,16 @@ impl Config {
     /// Loads every layer for these flags and validates the result.
     pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
         let figment = layers(cli)?;
-        let port = port_override(cli)?;
-        Config::from_figment(&figment, port)
+        let port = port_override(cli);
+        let config = Config::from_figment(&figment, port.as_ref().ok().copied().flatten());
+
+        let Err(mut problems) = port else {
+            return config;
+        };
+        problems
+            .problems
+            .extend(config.err().map(|e| e.problems).unwrap_or_default());
+        Err(problems)
     }
 
     /// Validates an assembled figment; `port`, when set, replaces the listen port.
@@ -346,11 +385,88 @@ impl<'a> Reader<'a> {
     fn prometheus(&mut self) -> Option<PrometheusConfig> {
         let url = self.url("prometheus.url");
         let query_timeout = self.duration("prometheus.query_timeout");
+        let max_response_bytes = self.byte_size("prometheus.max_response_bytes");
+        let auth = self.credentials(url.as_ref());
+        let ca_certificates = self.ca_bundle("prometheus.ca_file");
+        let insecure_skip_verify = self.value("prometheus.insecure_skip_verify", "true or false");
 
+        let mut url = url?;
+        // Both fail only for URLs that cannot have userinfo, which then have none to remove.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
         Some(PrometheusConfig {
-            url: url?,
+            url,
             query_timeout: query_timeout?,
+            max_response_bytes: max_response_bytes?,
+            auth: auth?,
+            ca_certificates: ca_certificates?,
+            insecure_skip_verify: insecure_skip_verify?,
         })
+    }
+
+    /// At most one source of credentials, so that nobody wonders which one is sent.
+    fn credentials(&mut self, url: Option<&Url>) -> Option<Option<Auth>> {
+        let bearer = self.bearer("prometheus.bearer_token_file");
+        let basic = self.basic("prometheus.username", "prometheus.password_file");
+        let (bearer, basic) = (bearer?, basic?);
+        let in_url = url.and_then(userinfo_auth);
+
+        let conflict = match (&bearer, &basic, &in_url) {
+            (Some(_), Some(_), _) => Some(("prometheus.bearer_token_file", "prometheus.username")),
+            (Some(_), _, Some(_)) => {
+                Some(("prometheus.bearer_token_file", "userinfo in prometheus.url"))
+            }
+            (_, Some(_), Some(_)) => Some(("prometheus.username", "userinfo in prometheus.url")),
+            _ => None,
+        };
+        if let Some((key, other)) = conflict {
+            return self.fail(
+                key,
+                format!("cannot be combined with {other}; set one kind of credentials"),
+            );
+        }
+        Some(bearer.or(basic).or(in_url))
+    }
+
+    fn bearer(&mut self, key: &str) -> Option<Option<Auth>> {
+        let Some(path) = self.optional_path(key)? else {
+            return Some(None);
+        };
+        match BearerToken::load(&path) {
+            Ok(token) => Some(Some(Auth::Bearer(token))),
+            Err(error) => self.fail(key, error.to_string()),
+        }
+    }
+
+    fn basic(&mut self, user_key: &str, password_key: &str) -> Option<Option<Auth>> {
+        let username: String = self.value(user_key, "a user name, or \"\" for none")?;
+        let password_file = self.optional_path(password_key)?;
+        match (username.is_empty(), password_file) {
+            (true, None) => Some(None),
+            (false, None) => self.fail(password_key, format!("must be set when {user_key} is")),
+            (true, Some(_)) => self.fail(user_key, format!("must be set when {password_key} is")),
+            (false, Some(path)) => match read_secret_file(&path) {
+                Ok(password) => Some(Some(Auth::Basic { username, password })),
+                Err(error) => self.fail(password_key, error.to_string()),
+            },
+        }
+    }
+
+    fn ca_bundle(&mut self, key: &str) -> Option<Vec<reqwest::Certificate>> {
+        let Some(path) = self.optional_path(key)? else {
+            return Some(Vec::new());
+        };
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(error) => {
+                let reason = error.kind();
+                return self.fail(key, format!("cannot read {}: {reason}", path.display()));
+            }
+        };
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(roots) if !roots.is_empty() => Some(roots),
+            _ => self.fail(key, format!("{} holds no PEM certificate", path.display())),
+        }
     }
 
     fn poller(&mut self) -> Option<PollerConfig> {
@@ -384,6 +500,18 @@ impl<'a> Reader<'a> {
 
     fn check_timing(&mut self, prometheus: &PrometheusConfig, poller: &PollerConfig) {
         let show = |d: Duration| humantime::format_duration(d).to_string();
+        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&poller.interval) {
+            self.problem(
+                "poller.interval",
+                format!(
+                    "{} is outside {} to {}: shorter polls only load Prometheus, whose \
+                     exporters are scraped far less often, and longer ones serve day-old data",
+                    show(poller.interval),
+                    show(MIN_INTERVAL),
+                    show(MAX_INTERVAL)
+                ),
+            );
+        }
         if prometheus.query_timeout >= poller.interval {
             self.problem(
                 "prometheus.query_timeout",
@@ -457,6 +585,35 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A size in bytes, written as a number or as text such as "64MiB".
+    fn byte_size(&mut self, key: &str) -> Option<u64> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Size {
+            Bytes(u64),
+            Text(String),
+        }
+
+        let size: Size = self.value(key, "a size such as \"64MiB\" or a number of bytes")?;
+        let bytes = match size {
+            Size::Bytes(bytes) => bytes,
+            Size::Text(text) => match text.trim().parse::<bytesize::ByteSize>() {
+                Ok(size) => size.as_u64(),
+                Err(error) => return self.fail(key, format!("{text:?} is not a size: {error}")),
+            },
+        };
+        if bytes == 0 {
+            return self.fail(key, "must be larger than zero".into());
+        }
+        Some(bytes)
+    }
+
+    /// A file path, where "" means none, since TOML has no null to leave a default unset.
+    fn optional_path(&mut self, key: &str) -> Option<Option<PathBuf>> {
+        let text: String = self.value(key, "a file path, or \"\" for none")?;
+        Some((!text.trim().is_empty()).then(|| PathBuf::from(text)))
+    }
+
     fn count(&mut self, key: &str) -> Option<usize> {
         let count: usize = self.value(key, "a whole number such as 1000")?;
         if count == 0 {
@@ -482,8 +639,7 @@ impl<'a> Reader<'a> {
             Err(error) => return self.fail(key, format!("the value is not a URL: {error}")),
         };
 
-        // The text may hold a password, so messages quote the URL without credentials.
-        let shown = crate::prometheus::redact_url(&url);
+        let shown = shown_url(&url);
         if !matches!(url.scheme(), "http" | "https") {
             return self.fail(
                 key,
@@ -583,6 +739,16 @@ impl<'a> Reader<'a> {
             .find_metadata(key)
             .is_some_and(|metadata| metadata.name == DEFAULTS_LAYER)
     }
+}
+
+/// The URL as messages may quote it: without credentials. A URL with no `//`, such as
+/// `user:pass@prom:9090`, parses as scheme `user` and an opaque path that userinfo cannot be
+/// removed from, so only its scheme is shown when it might hold a password.
+fn shown_url(url: &Url) -> String {
+    if url.cannot_be_a_base() && url.as_str().contains('@') {
+        return format!("{}:…", url.scheme());
+    }
+    crate::prometheus::redact_url(url)
 }
 
 fn describe(value: &Value) -> String {
@@ -751,6 +917,14 @@ mod tests {
     fn credentials_in_a_bad_prometheus_url_are_not_repeated() {
         let found = problems("[prometheus]\nurl = \"ftp://user:hunter2@prom\"");
         assert!(!found[0].contains("hunter2"), "{}", found[0]);
+        let found = problems("[prometheus]\nurl = \"user:hunter2@prom:9090\"");
+        assert!(!found[0].contains("hunter2"), "{}", found[0]);
+        let found = problems("[prometheus]\nurl = \"prom:9090\"");
+        assert!(
+            found[0].contains("\"prom:9090\" must start with"),
+            "{}",
+            found[0]
+        );
     }
 
     #[test]
@@ -923,11 +1097,125 @@ mod tests {
     }
 
     #[test]
+    fn max_response_bytes_takes_a_size_or_a_number_and_refuses_zero() {
+        let config = load_toml("").expect("defaults");
+        assert_eq!(config.prometheus.max_response_bytes, 64 * 1024 * 1024);
+        let config = load_toml("[prometheus]\nmax_response_bytes = \"512KiB\"").expect("size");
+        assert_eq!(config.prometheus.max_response_bytes, 512 * 1024);
+        let config = load_toml("[prometheus]\nmax_response_bytes = 1000").expect("number");
+        assert_eq!(config.prometheus.max_response_bytes, 1000);
+
+        let found = problems("[prometheus]\nmax_response_bytes = 0");
+        assert_eq!(
+            found,
+            vec!["prometheus.max_response_bytes: must be larger than zero"]
+        );
+        let found = problems("[prometheus]\nmax_response_bytes = \"lots\"");
+        assert!(found[0].contains("\"lots\" is not a size"), "{found:?}");
+    }
+
+    #[test]
+    fn a_missing_credential_file_names_the_key_and_the_path() {
+        let found = problems("[prometheus]\nbearer_token_file = \"/nonexistent/token\"");
+        assert_eq!(
+            found,
+            vec!["prometheus.bearer_token_file: cannot read /nonexistent/token: entity not found"]
+        );
+        let found =
+            problems("[prometheus]\nusername = \"grafana\"\npassword_file = \"/nonexistent/pw\"");
+        assert!(
+            found[0].starts_with("prometheus.password_file: cannot read /nonexistent/pw"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn only_one_kind_of_credentials_may_be_set() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "hunter2\n").expect("write secret");
+        let secret = secret.display();
+
+        let found = problems(&format!(
+            "[prometheus]\nbearer_token_file = \"{secret}\"\nusername = \"u\"\npassword_file = \"{secret}\""
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "prometheus.bearer_token_file: cannot be combined with prometheus.username"
+            ),
+            "{found:?}"
+        );
+        let found = problems(&format!(
+            "[prometheus]\nurl = \"http://u:p@prom:9090\"\nbearer_token_file = \"{secret}\""
+        ));
+        assert!(found[0].contains("userinfo in prometheus.url"), "{found:?}");
+        let found = problems("[prometheus]\nusername = \"u\"");
+        assert!(
+            found[0].starts_with("prometheus.password_file: must be set"),
+            "{found:?}"
+        );
+        assert!(found.iter().all(|p| !p.contains("hunter2")), "{found:?}");
+    }
+
+    #[test]
+    fn no_secret_reaches_the_debug_output_of_the_config() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "hunter2\n").expect("write secret");
+        let secret = secret.display();
+
+        let from_file = load_toml(&format!(
+            "[prometheus]\nusername = \"u\"\npassword_file = \"{secret}\""
+        ))
+        .expect("basic auth");
+        let from_url =
+            load_toml("[prometheus]\nurl = \"http://u:hunter2@prom:9090\"").expect("url");
+        let bearer =
+            load_toml(&format!("[prometheus]\nbearer_token_file = \"{secret}\"")).expect("bearer");
+
+        for config in [from_file, from_url, bearer] {
+            assert!(config.prometheus.auth.is_some());
+            let shown = format!("{config:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_pem_certificate() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").expect("write file");
+
+        let found = problems(&format!(
+            "[prometheus]\nca_file = \"{}\"",
+            not_pem.display()
+        ));
+        assert!(found[0].starts_with("prometheus.ca_file: "), "{found:?}");
+        assert!(found[0].contains("holds no PEM certificate"), "{found:?}");
+    }
+
+    #[test]
     fn a_prometheus_url_with_a_query_string_is_refused_rather_than_silently_trimmed() {
         let found = problems("[prometheus]\nurl = \"http://prom:9090/?x=1\"");
         assert!(
             found[0].contains("must not have a query string"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn a_poll_interval_outside_100ms_to_a_day_is_refused() {
+        for interval in ["1ns", "99ms", "25h"] {
+            let found = problems(&format!("[poller]\ninterval = \"{interval}\""));
+            assert!(
+                found
+                    .iter()
+                    .any(|p| p.starts_with("poller.interval: ")
+                        && p.contains("outside 100ms to 1day")),
+                "{interval}: {found:?}"
+            );
+        }
+        assert!(load_toml("[poller]\ninterval = \"100ms\"").is_ok());
     }
 }

@@ -1,5 +1,7 @@
 //! The built binary as an operator meets it: exit codes, messages, signals.
 
+mod support;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -34,6 +36,7 @@ async fn a_bad_configuration_exits_64_naming_every_bad_key_without_a_panic() {
         .arg("--config")
         .arg(&file)
         .env("GPU_API_POLLER__INTERVAL", "fast")
+        .env("PORT", "eighty")
         .output()
         .await
         .expect("binary runs");
@@ -41,6 +44,7 @@ async fn a_bad_configuration_exits_64_naming_every_bad_key_without_a_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     for key in [
+        "PORT",
         "server.colour",
         "server.listen",
         "prometheus.url",
@@ -82,29 +86,13 @@ async fn sigterm_stops_the_service_with_exit_code_0() {
         .expect("binary starts");
     let mut logs = BufReader::new(child.stderr.take().expect("stderr")).lines();
 
-    let address = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = logs.next_line().await.expect("log line") {
-            if let Some((_, rest)) = line.split_once("address=") {
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .expect("the service logs its address in time")
-    .expect("a listening line");
+    let address = support::listening_address(&mut logs).await;
     let live = reqwest::get(format!("http://{address}/livez"))
         .await
         .expect("livez");
     assert_eq!(live.status(), 200);
 
-    let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(killed.success());
+    support::terminate(&child).await;
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
         .expect("exits within the grace period")

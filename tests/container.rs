@@ -37,17 +37,7 @@ async fn start(prometheus: &str) -> (Child, String) {
         .expect("binary starts");
     let mut logs = BufReader::new(child.stderr.take().expect("stderr")).lines();
 
-    let address = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = logs.next_line().await.expect("log line") {
-            if let Some((_, rest)) = line.split_once("address=") {
-                return rest.split_whitespace().next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .expect("the service logs its address in time")
-    .expect("a listening line");
+    let address = support::listening_address(&mut logs).await;
     tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
     (child, address)
 }

@@ -561,3 +561,43 @@ async fn cors_preflight_from_a_listed_origin_names_it_and_never_allows_credentia
         assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_node_name_that_is_not_utf8_is_a_400_envelope_not_a_plain_text_rejection() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    let (status, body) = get(app(store), "/api/v1/gpu/nodes/%FF").await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], json!("bad_request"));
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("/api/v1/gpu/nodes/%FF"), "{message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn etags_of_another_process_with_the_same_generation_do_not_match() {
+    let ours = published(snapshot(5, vec![]), healthy());
+    let theirs = Snapshot::new(
+        5,
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_292_019_000),
+        Instant::now(),
+        vec![],
+        vec![],
+    );
+    let (_, headers, _) = send(
+        app(published(theirs, healthy())),
+        Request::get("/api/v1/gpu/metrics")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    let their_tag = headers[header::ETAG].clone();
+
+    let request = Request::get("/api/v1/gpu/metrics")
+        .header(header::IF_NONE_MATCH, their_tag)
+        .body(Body::empty())
+        .expect("request");
+    let (status, _, _) = send(app(ours), request).await;
+
+    assert_eq!(status, StatusCode::OK);
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Request, StatusCode, header};
 use gpu_monitoring_api::api::{self, AppState, HttpSettings};
 use gpu_monitoring_api::config::AllowedOrigins;
 use gpu_monitoring_api::snapshot::{Gpu, GpuId, NodeName, Snapshot, Store};
@@ -210,7 +210,17 @@ async fn subscribers_beyond_the_limit_get_503_until_one_leaves() {
 
     let (_, one) = open(app.clone(), "/api/v1/gpu/stream", None).await;
     let (_, _two) = open(app.clone(), "/api/v1/gpu/stream", None).await;
-    let (status, mut refused) = open(app.clone(), "/api/v1/gpu/stream", None).await;
+    let refused_response = app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/gpu/stream")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("router is infallible");
+    let retry_after = refused_response.headers().get(header::RETRY_AFTER).cloned();
+    let (status, mut refused) = (refused_response.status(), refused_response.into_body());
     let refused = refused
         .frame()
         .await
@@ -224,6 +234,11 @@ async fn subscribers_beyond_the_limit_get_503_until_one_leaves() {
 
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused["error"]["code"], json!("too_many_subscribers"));
+    assert_eq!(
+        refused["error"]["message"],
+        json!("2 streams are open, the most this service allows; retry later or poll instead")
+    );
+    assert_eq!(retry_after, Some(header::HeaderValue::from_static("30")));
     assert_eq!(again, StatusCode::OK);
 }
 

@@ -40,7 +40,14 @@ impl<'a> Validators<'a> {
             Encoding::Identity => "",
             Encoding::Gzip => "-gzip",
         };
-        let etag = format!("W/\"{generation}-{view}{filter}{coding}\"");
+        // The generation alone repeats across restarts and replicas (each counts from 1), so
+        // the tag also carries when the snapshot was made: another process's generation 4
+        // is not this one's.
+        let made = last_modified
+            .0
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let etag = format!("W/\"{generation}.{made:x}-{view}{filter}{coding}\"");
         Validators {
             etag: HeaderValue::from_str(&etag).expect("an ETag of ASCII letters and digits"),
             last_modified: last_modified.0,
@@ -155,8 +162,8 @@ mod tests {
     }
 
     #[test]
-    fn etags_differ_by_generation_view_filter_and_coding() {
-        let at = SystemTime::UNIX_EPOCH;
+    fn etags_differ_by_generation_time_view_filter_and_coding() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(0x1a2b);
         let tag = |generation, view, nodes: Option<&[NodeName]>, encoding| {
             Validators::new(
                 generation,
@@ -171,11 +178,22 @@ mod tests {
         let a = [NodeName::parse("a").expect("name")];
 
         let base = tag(3, "metrics", None, Encoding::Identity);
-        assert_eq!(base, "W/\"3-metrics\"");
+        assert_eq!(base, "W/\"3.1a2b-metrics\"");
         assert_ne!(base, tag(4, "metrics", None, Encoding::Identity));
         assert_ne!(base, tag(3, "nodes", None, Encoding::Identity));
         assert_ne!(base, tag(3, "metrics", Some(&a), Encoding::Identity));
         assert_ne!(base, tag(3, "metrics", None, Encoding::Gzip));
+        let date = HeaderValue::from_static("");
+        let a_millisecond_later = (at + Duration::from_millis(1), &date);
+        let elsewhere = Validators::new(
+            3,
+            "metrics",
+            None,
+            Encoding::Identity,
+            a_millisecond_later,
+            Duration::ZERO,
+        );
+        assert_ne!(base, elsewhere.etag, "another process's generation 3");
     }
 
     #[test]
@@ -186,19 +204,19 @@ mod tests {
             "metrics",
             None,
             Encoding::Identity,
-            (SystemTime::now(), &date),
+            (SystemTime::UNIX_EPOCH + Duration::from_millis(0xff), &date),
             Duration::ZERO,
         );
         let mut request = HeaderMap::new();
 
         request.insert(
             header::IF_NONE_MATCH,
-            HeaderValue::from_static("\"2-metrics\", \"3-metrics\""),
+            HeaderValue::from_static("\"2.ff-metrics\", \"3.ff-metrics\""),
         );
         assert!(v.not_modified(&request));
         request.insert(
             header::IF_NONE_MATCH,
-            HeaderValue::from_static("W/\"2-metrics\""),
+            HeaderValue::from_static("W/\"2.ff-metrics\""),
         );
         request.insert(
             header::IF_MODIFIED_SINCE,

@@ -20,6 +20,9 @@ pub enum ApiError {
     /// A query parameter the endpoint does not take, or a malformed one.
     #[error("{0}")]
     BadParameter(String),
+    /// A path segment that is not UTF-8 once percent-decoded, so it can name nothing.
+    #[error("the path {0:?} is not valid UTF-8 once percent-decoded")]
+    BadPath(String),
     /// `/api/v1/gpu/nodes/{name}` for a node the snapshot does not have.
     #[error("no node named {0:?} in the latest snapshot")]
     UnknownNode(String),
@@ -27,7 +30,10 @@ pub enum ApiError {
     #[error("no data yet: no poll of prometheus has succeeded since start-up")]
     NoData,
     /// `server.max_stream_subscribers` streams are already open.
-    #[error("{0} streams are open, the most this service allows; retry later or poll instead")]
+    #[error(
+        "{0} {streams} open, the most this service allows; retry later or poll instead",
+        streams = if *.0 == 1 { "stream is" } else { "streams are" }
+    )]
     TooManySubscribers(usize),
     /// The request ran past `server.request_timeout`.
     #[error("the request took longer than {}", humantime::format_duration(*.0))]
@@ -46,7 +52,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownNode(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::BadParameter(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadParameter(_) | ApiError::BadPath(_) => StatusCode::BAD_REQUEST,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::NoData
             | ApiError::Timeout(_)
@@ -60,7 +66,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownNode(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::BadParameter(_) => "bad_request",
+            ApiError::BadParameter(_) | ApiError::BadPath(_) => "bad_request",
             ApiError::NoData => "no_data",
             ApiError::Timeout(_) => "timeout",
             ApiError::TooManySubscribers(_) => "too_many_subscribers",
@@ -74,12 +80,17 @@ impl ApiError {
 /// capacity is back almost at once, and a short wait spreads the retries out.
 const OVERLOADED_RETRY_AFTER: &str = "1";
 
+/// Seconds a refused subscriber is asked to wait: streams last long, so a slot frees up
+/// far less often than a request slot does.
+const SUBSCRIBERS_RETRY_AFTER: &str = "30";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = failure(self.status(), self.code(), self.to_string());
         let extra = match self {
             ApiError::MethodNotAllowed(_) => Some((header::ALLOW, "GET, HEAD")),
             ApiError::Overloaded(_) => Some((header::RETRY_AFTER, OVERLOADED_RETRY_AFTER)),
+            ApiError::TooManySubscribers(_) => Some((header::RETRY_AFTER, SUBSCRIBERS_RETRY_AFTER)),
             _ => None,
         };
         if let Some((name, value)) = extra {

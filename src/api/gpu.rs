@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 
@@ -82,10 +83,12 @@ pub async fn nodes(
 /// `GET /api/v1/gpu/nodes/{name}`: one node's summary, 404 for a node the snapshot lacks.
 pub async fn node(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     params: Params,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let Path(name) =
+        name.map_err(|_| ApiError::BadPath(super::error::abbreviate(request.uri().path())))?;
     params.allow(&[])?;
     let snapshot = latest(&state)?;
     let unknown = || ApiError::UnknownNode(super::error::abbreviate(&name));

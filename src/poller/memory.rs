@@ -249,6 +249,13 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + seconds)
     }
 
+    /// A memory that has seen one complete poll of `gpus` at `at(0)`.
+    fn remembering(gpus: Vec<Seen>) -> Memory {
+        let mut memory = Memory::new(&NVIDIA_SMI, AGEING);
+        memory.update(joined(gpus, Some(true)), &[], true, at(0));
+        memory
+    }
+
     fn only(gpus: Vec<Gpu>) -> Gpu {
         assert_eq!(gpus.len(), 1, "{gpus:?}");
         gpus.into_iter().next().expect("one gpu")
@@ -256,13 +263,7 @@ mod tests {
 
     #[test]
     fn a_failed_query_keeps_the_last_known_value_of_its_reading() {
-        let mut memory = Memory::new(&NVIDIA_SMI, AGEING);
-        memory.update(
-            joined(vec![seen("a", 0.7, at(0))], Some(true)),
-            &[],
-            true,
-            at(0),
-        );
+        let mut memory = remembering(vec![seen("a", 0.7, at(0))]);
 
         let mut later = seen("a", 0.0, at(5));
         later.gpu.utilization_ratio = None;
@@ -275,13 +276,7 @@ mod tests {
 
     #[test]
     fn gpus_of_a_dead_exporter_stay_listed_as_stale_without_live_values() {
-        let mut memory = Memory::new(&NVIDIA_SMI, AGEING);
-        memory.update(
-            joined(vec![seen("a", 0.7, at(0))], Some(true)),
-            &[],
-            true,
-            at(0),
-        );
+        let mut memory = remembering(vec![seen("a", 0.7, at(0))]);
 
         let gpu = only(memory.update(joined(vec![], Some(false)), &[], true, at(30)));
 
@@ -295,9 +290,7 @@ mod tests {
 
     #[test]
     fn a_gpu_gone_from_a_live_exporter_is_missing_then_forgotten() {
-        let mut memory = Memory::new(&NVIDIA_SMI, AGEING);
-        let both = vec![seen("a", 0.7, at(0)), seen("b", 0.1, at(0))];
-        memory.update(joined(both, Some(true)), &[], true, at(0));
+        let mut memory = remembering(vec![seen("a", 0.7, at(0)), seen("b", 0.1, at(0))]);
 
         let gpus = memory.update(
             joined(vec![seen("b", 0.2, at(60))], Some(true)),
@@ -324,13 +317,7 @@ mod tests {
 
     #[test]
     fn without_a_full_info_answer_nothing_is_declared_missing() {
-        let mut memory = Memory::new(&NVIDIA_SMI, AGEING);
-        memory.update(
-            joined(vec![seen("a", 0.7, at(0))], Some(true)),
-            &[],
-            true,
-            at(0),
-        );
+        let mut memory = remembering(vec![seen("a", 0.7, at(0))]);
 
         let gpu = only(memory.update(joined(vec![], None), &[], false, at(5)));
 

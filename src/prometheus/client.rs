@@ -2,10 +2,17 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use bytes::{Bytes, BytesMut};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use secrecy::ExposeSecret;
 use url::Url;
 
+use super::auth::Auth;
 use super::response::{self, DecodeError, Vector};
+
+/// The default for `prometheus.max_response_bytes`: 64 MiB, far above the answer for a
+/// cluster of thousands of GPUs, yet small enough that a broken proxy cannot exhaust memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Why one query brought back no samples.
 ///
@@ -34,6 +41,27 @@ pub enum QueryError {
         /// Prometheus's own reason when the body had one, else what was wrong with the body.
         reason: String,
     },
+    /// The body was refused unread past `prometheus.max_response_bytes`.
+    #[error(
+        "the answer from {url} is larger than prometheus.max_response_bytes ({} bytes)",
+        .limit
+    )]
+    TooLarge {
+        /// The redacted base URL.
+        url: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The connection broke while the body was arriving.
+    #[error("the answer from {url} broke off after {received} bytes: {reason}")]
+    CutOff {
+        /// The redacted base URL.
+        url: String,
+        /// Body bytes that arrived before the break.
+        received: usize,
+        /// The transport error's own text, without its URL.
+        reason: String,
+    },
     /// Prometheus answered 2xx but the body was not usable.
     #[error("{0}")]
     Body(#[from] DecodeError),
@@ -50,10 +78,12 @@ impl QueryError {
 
     /// True for failures that an immediate second try may not meet: a timeout, an overloaded
     /// or failing server (5xx, 429), or a query that Prometheus aborted while running it
-    /// (422 `execution`). A malformed answer or a refused query would fail the same way again.
+    /// (422 `execution`), or a body cut off mid-way, which is a restart or a proxy dropping
+    /// the connection rather than anything the query asked for. A malformed or oversized
+    /// answer or a refused query would fail the same way again.
     pub fn is_transient(&self) -> bool {
         match self {
-            QueryError::Timeout(_) => true,
+            QueryError::Timeout(_) | QueryError::CutOff { .. } => true,
             QueryError::Status {
                 status, error_type, ..
             } => {
@@ -62,7 +92,9 @@ impl QueryError {
                     || (*status == StatusCode::UNPROCESSABLE_ENTITY
                         && error_type.as_deref() == Some("execution"))
             }
-            QueryError::Unreachable { .. } | QueryError::Body(_) => false,
+            QueryError::Unreachable { .. } | QueryError::TooLarge { .. } | QueryError::Body(_) => {
+                false
+            }
         }
     }
 }
@@ -80,14 +112,41 @@ impl Answer {
     }
 }
 
+/// What a client needs beyond the URL and the timeout.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bodies larger than this are refused without being read whole.
+    pub max_response_bytes: u64,
+    /// Credentials to send; when `None`, the URL's userinfo is sent as basic auth.
+    pub auth: Option<Auth>,
+    /// Extra trusted roots, for a Prometheus behind a private CA.
+    pub ca_certificates: Vec<reqwest::Certificate>,
+    /// Accept any server certificate. Only for tests and emergencies.
+    pub insecure_skip_verify: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            auth: None,
+            ca_certificates: Vec::new(),
+            insecure_skip_verify: false,
+        }
+    }
+}
+
 /// A Prometheus server, identified by its base URL.
+///
+/// Its `Debug` output shows no secret: credentials are held as [`Auth`], which redacts them.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     query_url: Url,
-    basic_auth: Option<(String, String)>,
+    auth: Option<Auth>,
     redacted: String,
     timeout: Duration,
+    max_response_bytes: u64,
 }
 
 impl Client {
@@ -96,16 +155,22 @@ impl Client {
     /// Credentials in the URL's userinfo are sent as HTTP basic auth, and are kept out of
     /// the URL that reaches logs and error messages.
     pub fn new(base: &Url, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("gpu-monitoring-api/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        Client::with_options(base, timeout, Options::default())
+    }
 
+    /// Like [`Client::new`], with limits, credentials and TLS settings.
+    pub fn with_options(
+        base: &Url,
+        timeout: Duration,
+        options: Options,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Client {
-            http,
+            http: http_client(&options)?,
             query_url: query_url(base),
-            basic_auth: basic_auth(base),
+            auth: options.auth.or_else(|| userinfo_auth(base)),
             redacted: redact(base),
             timeout,
+            max_response_bytes: options.max_response_bytes,
         })
     }
 
@@ -122,20 +187,16 @@ impl Client {
             .map_err(|_| QueryError::Timeout(self.timeout))?
     }
 
-    /// Known shortcoming: the body is read whole, with no size limit; a misbehaving proxy in
-    /// front of Prometheus could make the poller hold a very large body in memory.
     async fn send(&self, promql: &str) -> Result<Answer, QueryError> {
-        let mut request = self
+        let request = self
             .http
             .get(self.query_url.clone())
             .query(&[("query", promql)]);
-        if let Some((user, password)) = &self.basic_auth {
-            request = request.basic_auth(user, Some(password));
-        }
+        let request = self.authorize(request).await;
 
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        let body = self.read_body(response).await?;
 
         if status.is_success() {
             return Ok(Answer { body });
@@ -156,12 +217,74 @@ impl Client {
         })
     }
 
+    /// Adds the credentials; reqwest marks both headers sensitive, which keeps them out of
+    /// its own `Debug` output.
+    async fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.auth {
+            None => request,
+            Some(Auth::Basic { username, password }) => {
+                request.basic_auth(username, Some(password.expose_secret()))
+            }
+            Some(Auth::Bearer(token)) => request.bearer_auth(token.fresh().await.expose_secret()),
+        }
+    }
+
+    /// Reads the body chunk by chunk, so that an oversized one is refused after at most
+    /// `max_response_bytes` rather than held whole; an honest Content-Length is refused
+    /// before any of it is read.
+    async fn read_body(&self, mut response: Response) -> Result<Bytes, QueryError> {
+        let limit = self.max_response_bytes;
+        let announced = response.content_length().unwrap_or(0);
+        if announced > limit {
+            return Err(self.too_large());
+        }
+
+        let capacity = usize::try_from(announced).unwrap_or(0);
+        let mut body = BytesMut::with_capacity(capacity);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.cut_off(body.len(), e))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(self.too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
     fn unreachable(&self, error: reqwest::Error) -> QueryError {
         QueryError::Unreachable {
             url: self.redacted.clone(),
             reason: error_chain(&error.without_url()),
         }
     }
+
+    fn too_large(&self) -> QueryError {
+        QueryError::TooLarge {
+            url: self.redacted.clone(),
+            limit: self.max_response_bytes,
+        }
+    }
+
+    fn cut_off(&self, received: usize, error: reqwest::Error) -> QueryError {
+        QueryError::CutOff {
+            url: self.redacted.clone(),
+            received,
+            reason: error_chain(&error.without_url()),
+        }
+    }
+}
+
+fn http_client(options: &Options) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("gpu-monitoring-api/", env!("CARGO_PKG_VERSION")))
+        .danger_accept_invalid_certs(options.insecure_skip_verify);
+    for certificate in &options.ca_certificates {
+        builder = builder.add_root_certificate(certificate.clone());
+    }
+    builder.build()
 }
 
 /// Joins an error's sources, since reqwest's top-level text ("error sending request") hides
@@ -186,14 +309,21 @@ fn query_url(base: &Url) -> Url {
     url
 }
 
-fn basic_auth(base: &Url) -> Option<(String, String)> {
+/// The URL's userinfo as basic auth, percent-decoded: `Url` keeps it encoded, and a
+/// password such as `p@ss` can only be written `p%40ss` in a URL.
+pub fn userinfo_auth(base: &Url) -> Option<Auth> {
     if base.username().is_empty() && base.password().is_none() {
         return None;
     }
-    Some((
-        base.username().to_owned(),
-        base.password().unwrap_or_default().to_owned(),
-    ))
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some(Auth::Basic {
+        username: decode(base.username()),
+        password: decode(base.password().unwrap_or_default()).into(),
+    })
 }
 
 /// The URL with userinfo, query and fragment removed, as text.
@@ -238,10 +368,36 @@ mod tests {
 
         assert_eq!(redact(&base), "http://prom:9090/");
         assert!(!query_url(&base).as_str().contains("s3cret"));
+        let Some(Auth::Basic { username, password }) = userinfo_auth(&base) else {
+            panic!("userinfo is basic auth");
+        };
         assert_eq!(
-            basic_auth(&base),
-            Some(("admin".to_owned(), "s3cret".to_owned()))
+            (username.as_str(), password.expose_secret()),
+            ("admin", "s3cret")
         );
+    }
+
+    #[test]
+    fn percent_encoded_userinfo_is_sent_decoded() {
+        let Some(Auth::Basic { username, password }) =
+            userinfo_auth(&url("http://ops%40corp:p%40ss%3Aw0rd@prom:9090"))
+        else {
+            panic!("userinfo is basic auth");
+        };
+        assert_eq!(
+            (username.as_str(), password.expose_secret()),
+            ("ops@corp", "p@ss:w0rd")
+        );
+    }
+
+    #[test]
+    fn a_client_with_userinfo_shows_no_password_in_its_debug_output() {
+        let client = Client::new(
+            &url("http://admin:s3cret@prom:9090"),
+            Duration::from_secs(1),
+        )
+        .expect("client builds");
+        assert!(!format!("{client:?}").contains("s3cret"), "{client:?}");
     }
 
     #[test]
@@ -260,10 +416,24 @@ mod tests {
         assert!(!status(422, Some("bad_data")).is_transient());
         assert!(!status(400, Some("bad_data")).is_transient());
         assert!(!QueryError::Body(DecodeError::Malformed("x".into())).is_transient());
+        let url = String::from("http://prom:9090/");
+        assert!(
+            !QueryError::TooLarge {
+                url: url.clone(),
+                limit: 1
+            }
+            .is_transient()
+        );
+        let cut_off = QueryError::CutOff {
+            url,
+            received: 1,
+            reason: String::new(),
+        };
+        assert!(cut_off.is_transient());
     }
 
     #[test]
     fn a_url_without_userinfo_sends_no_basic_auth() {
-        assert_eq!(basic_auth(&url("http://prom:9090")), None);
+        assert!(userinfo_auth(&url("http://prom:9090")).is_none());
     }
 }

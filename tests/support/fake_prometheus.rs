@@ -20,7 +20,10 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// The name under which the fake knows the targets query (`up` and the exporters' health).
 pub const UP: &str = "up";
@@ -169,27 +172,46 @@ struct Inner {
 #[derive(Clone)]
 pub struct FakePrometheus {
     addr: SocketAddr,
+    scheme: &'static str,
     inner: Arc<Inner>,
 }
 
 impl FakePrometheus {
     /// Starts the fake; every query answers an empty vector until told otherwise.
     pub async fn start() -> FakePrometheus {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake prometheus");
+        let listener = bind().await;
         let addr = listener.local_addr().expect("fake prometheus address");
         let inner = Arc::new(Inner::default());
-        let app = Router::new()
-            .route("/api/v1/query", get(answer))
-            .with_state(Arc::clone(&inner));
+        let app = router(&inner);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        FakePrometheus { addr, inner }
+        FakePrometheus {
+            addr,
+            scheme: "http",
+            inner,
+        }
+    }
+
+    /// Starts the fake behind TLS, presenting `pki`'s server certificate for 127.0.0.1.
+    pub async fn start_tls(pki: &TestPki) -> FakePrometheus {
+        let tcp = bind().await;
+        let addr = tcp.local_addr().expect("fake prometheus address");
+        let inner = Arc::new(Inner::default());
+        let app = router(&inner);
+        let listener = TlsListener {
+            tcp,
+            acceptor: TlsAcceptor::from(Arc::new(pki.server_config())),
+        };
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakePrometheus {
+            addr,
+            scheme: "https",
+            inner,
+        }
     }
 
     /// The base URL to configure as `prometheus.url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// From now on, `query` is answered with `reply`.
@@ -219,6 +241,91 @@ impl FakePrometheus {
 
     fn lock_replies(&self) -> std::sync::MutexGuard<'_, HashMap<String, Reply>> {
         self.inner.replies.lock().expect("replies lock")
+    }
+}
+
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake prometheus")
+}
+
+fn router(inner: &Arc<Inner>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(answer))
+        .with_state(Arc::clone(inner))
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and localhost.
+pub struct TestPki {
+    /// The CA certificate, PEM, as `prometheus.ca_file` would hold it.
+    pub ca_pem: String,
+    server_chain: Vec<CertificateDer<'static>>,
+    server_key: Vec<u8>,
+}
+
+impl TestPki {
+    /// A fresh CA and server certificate.
+    pub fn generate() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "gpu-monitoring-api test ca");
+        let ca = ca_params.self_signed(&ca_key).expect("ca certificate");
+
+        let server_key = KeyPair::generate().expect("server key");
+        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let server = CertificateParams::new(names)
+            .expect("server params")
+            .signed_by(&server_key, &ca, &ca_key)
+            .expect("server certificate");
+        TestPki {
+            ca_pem: ca.pem(),
+            server_chain: vec![server.der().clone()],
+            server_key: server_key.serialize_der(),
+        }
+    }
+
+    fn server_config(&self) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.clone()));
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(self.server_chain.clone(), key)
+            .expect("server certificate and key match")
+    }
+}
+
+/// Accepts TCP connections and completes the TLS handshake before handing them to axum.
+/// Handshakes run one at a time and a failed one is dropped, which is all a test needs.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
@@ -259,18 +366,20 @@ async fn answer(
 }
 
 /// A body that announces its full length, sends part of it, then fails, so that the client
-/// sees the connection close mid-body.
+/// sees the connection close mid-body. The pause before the failure lets hyper flush the head
+/// and the part first; failing at once would drop them unsent.
 fn cut_off(body: Bytes, sent: usize) -> Response {
     let length = body.len();
     let part = body.slice(..sent.min(length));
-    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-        Ok(part),
-        Err(std::io::Error::other("the fake cuts the body off here")),
-    ];
+    let failure = futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Err(std::io::Error::other("the fake cuts the body off here"))
+    });
+    let chunks = futures::stream::once(async move { Ok(part) }).chain(failure);
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_LENGTH, length)
-        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .body(Body::from_stream(chunks))
         .expect("valid response")
 }
 

@@ -143,3 +143,33 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The lines the binary writes to stderr.
+pub type LogLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// Reads the binary's log until its "listening" line and returns the address it names.
+pub async fn listening_address(logs: &mut LogLines) -> String {
+    let address = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = logs.next_line().await.expect("log line") {
+            if let Some((_, rest)) = line.split_once("address=") {
+                return rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        None
+    });
+    address
+        .await
+        .expect("the service logs its address in time")
+        .expect("a listening line")
+}
+
+/// Sends SIGTERM to the binary, as Kubernetes does to stop a pod.
+pub async fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success(), "kill -TERM {pid}");
+}
