@@ -5,6 +5,7 @@
 //! with the newest sample decides which one counts, so a GPU is listed once and summed once.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exporter::{ExporterFamily, Reading, ValueMetric};
@@ -108,12 +109,8 @@ impl<'s> GpuTable<'s> {
 
     /// Adds one value metric's answer.
     pub fn add_values(&mut self, metric: &ValueMetric, samples: &'s [Sample<'s>]) {
-        let sources: HashMap<&GpuId, &Labels<'_>> = self
-            .gpus
-            .iter()
-            .filter_map(|(id, entry)| Some((id, entry.source?)))
-            .collect();
-        let source = |id: &GpuId| sources.get(id).copied();
+        let gpus = &self.gpus;
+        let source = |id: &GpuId| gpus.get(id).and_then(|entry| entry.source);
         let unidentified = &mut self.joined.unidentified;
         let chosen = chosen(samples, self.family, unidentified, source, |s| s.timestamp);
 
@@ -185,15 +182,16 @@ fn chosen<'s, 'f>(
             *unidentified += 1;
             continue;
         };
-        let from = source(&id);
-        chosen
-            .entry(id)
-            .and_modify(|best| {
-                if preferred(sample, best, from, time) {
-                    *best = sample;
+        match chosen.entry(id) {
+            Slot::Vacant(first) => {
+                first.insert(sample);
+            }
+            Slot::Occupied(mut best) => {
+                if preferred(sample, best.get(), source(best.key()), time) {
+                    best.insert(sample);
                 }
-            })
-            .or_insert(sample);
+            }
+        }
     }
     chosen
 }
