@@ -22,7 +22,7 @@ use tower::ServiceExt;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gpu_monitoring_api::exporter::{NVIDIA_SMI, Query};
-use gpu_monitoring_api::poller::{Ageing, GpuTable, Memory};
+use gpu_monitoring_api::poller::{Ageing, Memory, join_answers};
 use gpu_monitoring_api::prometheus::decode;
 use gpu_monitoring_api::snapshot::Snapshot;
 
@@ -83,26 +83,16 @@ fn target(first_gpu: usize) -> String {
     )
 }
 
-/// What one poll does with the answers: decode, join (info first), merge with what the
-/// previous polls knew, then sort, summarize, render and compress.
+/// What one poll does with the answers: decode, join, merge with what the previous polls
+/// knew, then sort, summarize, render and compress.
 fn build(bodies: &[(Query, Vec<u8>)], memory: &mut Memory) -> Snapshot {
     let labels = ["node".to_owned(), "instance".to_owned()];
     let decoded: Vec<_> = bodies
         .iter()
         .map(|(query, body)| (*query, decode(body).expect("generated bodies are valid")))
         .collect();
-    let mut table = GpuTable::new(&NVIDIA_SMI, &labels);
-    for (_, vector) in decoded.iter().filter(|(q, _)| matches!(q, Query::Info)) {
-        table.add_info(&vector.samples);
-    }
-    for (query, vector) in &decoded {
-        match query {
-            Query::Value(metric) => table.add_values(metric, &vector.samples),
-            Query::Targets => table.add_targets(&vector.samples),
-            Query::Info => {}
-        }
-    }
-    let gpus = memory.update(table.finish(), &[], true, SystemTime::now());
+    let joined = join_answers(&NVIDIA_SMI, &labels, &decoded);
+    let gpus = memory.update(joined, &[], true, SystemTime::now());
     let now = tokio::time::Instant::now();
     Snapshot::new(1, SystemTime::now(), now, gpus, vec![])
 }

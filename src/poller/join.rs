@@ -247,8 +247,16 @@ fn describe(gpu: &mut Gpu, sample: &Sample<'_>, family: &ExporterFamily) {
     gpu.last_seen_at = sample.value.as_ref().ok().and_then(|t| unix_time(*t));
 }
 
-/// Unix seconds as a time; `None` for values no clock shows (negative, NaN, far future).
+/// Unix seconds as a time; `None` for values no clock shows (negative, NaN) and for times
+/// after the year 9999, which RFC 3339 cannot write: such a time would fail the rendering of
+/// every snapshot that carries it, and exporters write whatever their clocks or bugs say.
 pub fn unix_time(seconds: f64) -> Option<SystemTime> {
+    /// 9999-12-31T23:59:59Z
+    const LAST_WRITABLE: f64 = 253_402_300_799.0;
+
+    if seconds > LAST_WRITABLE {
+        return None;
+    }
     let since_epoch = Duration::try_from_secs_f64(seconds).ok()?;
     UNIX_EPOCH.checked_add(since_epoch)
 }
@@ -588,5 +596,18 @@ mod tests {
 
         assert_eq!(joined.unidentified, 1);
         assert!(joined.gpus.is_empty());
+    }
+
+    #[test]
+    fn times_that_rfc3339_cannot_write_are_no_time() {
+        assert!(
+            unix_time(253_402_300_799.0).is_some(),
+            "the last second of 9999"
+        );
+        assert_eq!(unix_time(253_402_300_800.0), None);
+        assert_eq!(unix_time(4.4e12), None);
+        assert_eq!(unix_time(f64::INFINITY), None);
+        assert_eq!(unix_time(-1.0), None);
+        assert_eq!(unix_time(f64::NAN), None);
     }
 }

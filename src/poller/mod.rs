@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 pub use join::{GpuTable, Joined, Seen, Target, TargetHealth};
 pub use memory::{Ageing, Memory};
-pub use poll::{Failure, PollOutcome, poll_once};
+pub use poll::{Failure, PollOutcome, join_answers, poll_once};
 
 use crate::exporter::ExporterFamily;
 use crate::prometheus::Client;

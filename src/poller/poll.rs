@@ -91,7 +91,7 @@ pub async fn poll_once(
             unreachable,
         };
     }
-    let joined = join(family, node_labels, &decoded);
+    let joined = join_answers(family, node_labels, &decoded);
     if joined.unidentified > 0 {
         tracing::warn!(
             series = joined.unidentified,
@@ -149,8 +149,9 @@ fn accept<'a>(
     }
 }
 
-/// The info answer first, since it settles which of duplicate series counts.
-fn join(
+/// Joins one poll's decoded answers into GPUs: the info answer first, since it settles which
+/// of duplicate series counts.
+pub fn join_answers(
     family: &ExporterFamily,
     node_labels: &[String],
     decoded: &[(Query, Vector<'_>)],
