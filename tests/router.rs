@@ -312,6 +312,17 @@ async fn cors_allows_listed_origins_only_and_never_credentials() {
     assert_eq!(any[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     assert!(!any.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
 
+    // A shared cache must not hand one origin's answer to another when the answer names
+    // the origin; with `*` the answer is the same for all.
+    let varies = |headers: &header::HeaderMap| {
+        headers.get_all(header::VARY).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("origin"))
+        })
+    };
+    assert!(varies(&allowed) && varies(&refused));
+    assert!(!varies(&any));
+
     let preflight = Request::builder()
         .method(Method::OPTIONS)
         .uri("/api/v1/gpu/metrics")

@@ -11,7 +11,7 @@ use axum::response::Response;
 
 use super::body::Piece;
 use super::params::Params;
-use super::respond::{Answer, respond};
+use super::respond::{Answer, Census, respond};
 use super::{ApiError, AppState};
 use crate::snapshot::{NodeName, Snapshot, View as Rendering, average_tail};
 
@@ -51,7 +51,7 @@ impl View {
 
 /// `GET /api/v1/gpu/metrics[?node=a,b]`: every GPU with every reading.
 pub async fn metrics(
-    state: State<AppState>,
+    state: State<Arc<AppState>>,
     params: Params,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -60,7 +60,7 @@ pub async fn metrics(
 
 /// `GET /api/v1/gpu/utilization[?node=a,b]`: the light view for busy dashboards.
 pub async fn utilization(
-    state: State<AppState>,
+    state: State<Arc<AppState>>,
     params: Params,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -69,7 +69,7 @@ pub async fn utilization(
 
 /// `GET /api/v1/gpu/nodes`: one summary per node.
 pub async fn nodes(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     params: Params,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -82,7 +82,7 @@ pub async fn nodes(
 
 /// `GET /api/v1/gpu/nodes/{name}`: one node's summary, 404 for a node the snapshot lacks.
 pub async fn node(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     name: Result<Path<String>, PathRejection>,
     params: Params,
     request: Request,
@@ -105,7 +105,7 @@ pub async fn node(
 }
 
 async fn filterable(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     params: Params,
     request: Request,
     view: View,
@@ -131,7 +131,10 @@ pub fn answer(snapshot: &Snapshot, view: View, nodes: Option<Vec<NodeName>>) -> 
             view: view.name(),
             nodes: None,
             data: vec![Piece::Shared(rendering.whole.clone())],
-            message: summary(snapshot.gpus.len(), snapshot.node_count),
+            census: Census {
+                gpus: snapshot.gpus.len(),
+                nodes: snapshot.node_count,
+            },
         };
     };
 
@@ -164,7 +167,10 @@ fn filtered(
         view,
         nodes: Some(names),
         data,
-        message: summary(gpus, at.len()),
+        census: Census {
+            gpus,
+            nodes: at.len(),
+        },
     }
 }
 
@@ -190,10 +196,4 @@ fn select(rendering: &Rendering, at: &[usize], head: &'static [u8], tail: Vec<u8
     }
     data.push(Piece::Literal(tail.into()));
     data
-}
-
-/// "8 GPUs on 2 nodes".
-fn summary(gpus: usize, nodes: usize) -> String {
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    format!("{} on {}", plural(gpus, "GPU"), plural(nodes, "node"))
 }

@@ -1,5 +1,7 @@
 //! Health for people and dashboards, and the two Kubernetes probes.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -48,7 +50,7 @@ struct Probe {
 ///
 /// Unlike the other endpoints it carries `data` even when unavailable, because there the
 /// data is the diagnosis: whether Prometheus is reachable and what the last error was.
-pub async fn health(State(state): State<AppState>, _: NoParams) -> Response {
+pub async fn health(State(state): State<Arc<AppState>>, _: NoParams) -> Response {
     let snapshot = state.store.snapshot();
     let poll = state.store.status();
     let status = verdict(snapshot.as_deref(), &poll, &state);
@@ -104,14 +106,14 @@ fn verdict(snapshot: Option<&Snapshot>, poll: &PollStatus, state: &AppState) -> 
 }
 
 /// `GET /livez`: 200 for as long as the process can answer at all.
-pub async fn livez(State(state): State<AppState>, _: NoParams) -> Response {
+pub async fn livez(State(state): State<Arc<AppState>>, _: NoParams) -> Response {
     let probe = Probe { status: "alive" };
     answer(&state, None, probe, "alive".to_owned())
 }
 
 /// `GET /readyz`: 200 once there is a snapshot to serve, so that Kubernetes sends no traffic
 /// to a replica that could only answer 503.
-pub async fn readyz(State(state): State<AppState>, _: NoParams) -> Result<Response, ApiError> {
+pub async fn readyz(State(state): State<Arc<AppState>>, _: NoParams) -> Result<Response, ApiError> {
     let snapshot = state.store.snapshot().ok_or(ApiError::NoData)?;
     let probe = Probe { status: "ready" };
     Ok(answer(&state, Some(&snapshot), probe, "ready".to_owned()))

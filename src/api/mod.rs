@@ -10,6 +10,7 @@ mod error;
 mod gpu;
 mod health;
 mod params;
+mod request_line;
 mod respond;
 mod stream;
 
@@ -19,8 +20,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -33,6 +32,8 @@ use tracing::Level;
 pub use envelope::{Envelope, ErrorBody, SnapshotMeta};
 pub use error::{ApiError, panic_text};
 pub use stream::Subscribers;
+
+use request_line::RequestLineLimit;
 
 use crate::config::AllowedOrigins;
 use crate::snapshot::Store;
@@ -84,7 +85,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .layer(cors(&settings.cors_allowed_origins))
-        .layer(middleware::from_fn(refuse_long_request_line));
+        .layer(RequestLineLimit::new(MAX_REQUEST_LINE));
 
     let answered_at_once = Router::new()
         .route("/api/v1/gpu/metrics", get(gpu::metrics))
@@ -108,9 +109,11 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .route("/api/v1/gpu/stream", get(stream::stream))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
+    // Shared behind one `Arc`: axum hands every request its own copy of the state, and the
+    // state's URL and cancellation token are not free to clone.
     limit_concurrency(routes, settings.max_concurrent_requests)
         .layer(middleware)
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// Answers requests beyond `max` in flight with 503 `overloaded` at once instead of queueing
@@ -137,24 +140,6 @@ where
     )
 }
 
-/// Refuses a request line over [`MAX_REQUEST_LINE`] before any handler reads it.
-async fn refuse_long_request_line(request: Request, next: Next) -> Response {
-    if request_line_length(&request) > MAX_REQUEST_LINE {
-        return ApiError::UriTooLong(MAX_REQUEST_LINE).into_response();
-    }
-    next.run(request).await
-}
-
-/// Method plus request target as the client sent it: origin form (`/path?query`), or
-/// absolute form with scheme and authority.
-fn request_line_length(request: &Request) -> usize {
-    let uri = request.uri();
-    let scheme = uri.scheme_str().map_or(0, |s| s.len() + "://".len());
-    let authority = uri.authority().map_or(0, |a| a.as_str().len());
-    let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
-    request.method().as_str().len() + scheme + authority + target
-}
-
 /// A DEBUG span per request carrying the route pattern, never the query string or headers,
 /// which is where tokens would be.
 fn request_span(request: &Request) -> tracing::Span {
@@ -166,13 +151,20 @@ fn request_span(request: &Request) -> tracing::Span {
 }
 
 /// Read-only API: GET and HEAD from the allowed origins, never with credentials.
+///
+/// Only an allowlist makes answers differ by `Origin`, so only then do they say `Vary:
+/// Origin`; the preflight answer is the same for every request method and header asked for.
 fn cors(origins: &AllowedOrigins) -> CorsLayer {
-    let allow_origin = match origins {
-        AllowedOrigins::Any => AllowOrigin::any(),
-        AllowedOrigins::List(list) => AllowOrigin::list(list.iter().cloned()),
+    let (allow_origin, vary) = match origins {
+        AllowedOrigins::Any => (AllowOrigin::any(), vec![]),
+        AllowedOrigins::List(list) => (
+            AllowOrigin::list(list.iter().cloned()),
+            vec![axum::http::header::ORIGIN],
+        ),
     };
     CorsLayer::new()
         .allow_origin(allow_origin)
+        .vary(vary)
         .allow_methods([
             axum::http::Method::GET,
             axum::http::Method::HEAD,

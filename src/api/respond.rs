@@ -21,8 +21,32 @@ pub struct Answer {
     pub nodes: Option<Vec<NodeName>>,
     /// `data`, as fragments rendered at publish time and short literals.
     pub data: Vec<Piece>,
-    /// The envelope's `message`.
-    pub message: String,
+    /// What the envelope's `message` counts. Kept as numbers so that a 304, which has no
+    /// body, formats nothing.
+    pub census: Census,
+}
+
+/// How many GPUs on how many nodes an answer covers: "8 GPUs on 2 nodes".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// GPUs in the answer.
+    pub gpus: usize,
+    /// Named nodes in the answer.
+    pub nodes: usize,
+}
+
+impl std::fmt::Display for Census {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} GPU{} on {} node{}",
+            self.gpus,
+            plural(self.gpus),
+            self.nodes,
+            plural(self.nodes)
+        )
+    }
 }
 
 /// Answers `request` with `answer` from `snapshot`: a 304 when the client's copy is current,
@@ -57,7 +81,7 @@ pub fn respond(
 
 fn full(state: &AppState, snapshot: &Snapshot, answer: Answer, encoding: Encoding) -> Response {
     let meta = SnapshotMeta::of(snapshot, state);
-    let pieces = body::envelope(answer.data, &answer.message, &meta);
+    let pieces = body::envelope(answer.data, &answer.census.to_string(), &meta);
 
     let mut response = Response::new(axum::body::Body::new(body::encode(&pieces, encoding)));
     let headers = response.headers_mut();

@@ -65,7 +65,7 @@ impl Drop for Slot {
 
 /// `?view=metrics|nodes|utilization&node=a,b`; `Last-Event-ID` resumes without a repeat.
 pub async fn stream(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -94,7 +94,7 @@ pub async fn stream(
 
 /// One subscriber's position: what it has been sent, and what wakes it.
 struct Subscription {
-    state: AppState,
+    state: Arc<AppState>,
     view: View,
     nodes: Option<Vec<NodeName>>,
     last_sent: Option<u64>,
@@ -105,7 +105,7 @@ struct Subscription {
 
 impl Subscription {
     fn new(
-        state: AppState,
+        state: Arc<AppState>,
         view: View,
         nodes: Option<Vec<NodeName>>,
         last_event: Option<u64>,
@@ -162,7 +162,7 @@ impl Subscription {
     fn event(&self, snapshot: &Snapshot) -> Vec<Bytes> {
         let answer = answer(snapshot, self.view, self.nodes.clone());
         let meta = SnapshotMeta::of(snapshot, &self.state);
-        let pieces = envelope(answer.data, &answer.message, &meta);
+        let pieces = envelope(answer.data, &answer.census.to_string(), &meta);
 
         let head = format!("id: {}\nevent: snapshot\ndata: ", snapshot.generation);
         let mut frames = Vec::with_capacity(pieces.len() + 2);
