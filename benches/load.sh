@@ -10,6 +10,8 @@
 # Everything listens on 127.0.0.1; every run is bounded by BENCH_SECONDS.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
 seconds="${BENCH_SECONDS:-5}"
 connections="${BENCH_CONNECTIONS:-64}"
@@ -23,13 +25,7 @@ reference=127.0.0.1:18081
 direct=127.0.0.1:18082
 
 scripts/install-prometheus
-if ! command -v wrk >/dev/null 2>&1; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  echo "installing wrk (apt-get) ..." >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
-command -v curl >/dev/null || { echo "load.sh: curl is needed" >&2; exit 1; }
+ensure_load_tools
 
 cargo build --release --locked --bin gpu-monitoring-api \
   --example bench-exporter --example reference-server --example direct-prometheus
@@ -53,18 +49,6 @@ stop_all() {
   pids=()
 }
 
-# wait_for URL PATTERN SECONDS: until the body at URL contains PATTERN.
-wait_for() {
-  local deadline=$((SECONDS + $3))
-  until curl -fsS --max-time 5 "$1" 2>/dev/null | grep -q -- "$2"; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "load.sh: gave up waiting for $2 at $1" >&2
-      exit 1
-    fi
-    sleep 1
-  done
-}
-
 # bench NAME URL [wrk options...]: one bounded wrk run; records "NAME rps p99_ms".
 bench() {
   local name="$1" url="$2"
@@ -79,17 +63,6 @@ bench() {
   [ -z "$errors" ] || echo "load.sh: $name: $errors" >&2
   echo "$name $rps $(to_ms "$p99")" >>"$workdir/results"
 }
-
-# to_ms 1.23ms|456.00us|1.2s -> milliseconds
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-    else printf "%s", v }'
-}
-
-rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 run_scale() {
   local gpus="$1" nodes=$(($1 / 8))
