@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::exporter::{ExporterFamily, Reading, ValueMetric};
+use crate::exporter::{ExporterFamily, Query, Reading, ValueMetric};
 use crate::prometheus::{Labels, Sample};
 use crate::snapshot::{Anomaly, Gpu, GpuId, NodeName};
 
@@ -107,8 +107,9 @@ impl<'s> GpuTable<'s> {
         }
     }
 
-    /// Adds one value metric's answer.
-    pub fn add_values(&mut self, metric: &ValueMetric, samples: &'s [Sample<'s>]) {
+    /// Adds one value metric's answer. Nothing of it is kept borrowed, so the caller can
+    /// drop each answer once it is added.
+    pub fn add_values(&mut self, metric: &ValueMetric, samples: &[Sample<'_>]) {
         let gpus = &self.gpus;
         let source = |id: &GpuId| gpus.get(id).and_then(|entry| entry.source);
         let unidentified = &mut self.joined.unidentified;
@@ -117,6 +118,16 @@ impl<'s> GpuTable<'s> {
         for (id, sample) in chosen {
             let gpu = &mut self.entry(&id, sample).seen.gpu;
             set_reading(gpu, metric, &sample.value);
+        }
+    }
+
+    /// Adds the answer of a value or targets query; the info answer has
+    /// [`GpuTable::add_info`], since it must come first.
+    pub fn add(&mut self, query: Query, samples: &[Sample<'_>]) {
+        match query {
+            Query::Value(metric) => self.add_values(metric, samples),
+            Query::Targets => self.add_targets(samples),
+            Query::Info => {}
         }
     }
 

@@ -80,18 +80,12 @@ pub async fn poll_once(
         .iter()
         .all(|(_, answer)| matches!(answer, Err(e) if e.is_unreachable()));
     let mut failures = Vec::new();
-    let decoded: Vec<(Query, Vector<'_>)> = answers
-        .iter()
-        .filter_map(|(query, answer)| accept(family, *query, answer, &mut failures))
-        .collect();
-
-    if decoded.is_empty() {
+    let Some(joined) = join_as_decoded(family, node_labels, &answers, &mut failures) else {
         return PollOutcome::Failed {
             failures,
             unreachable,
         };
-    }
-    let joined = join_answers(family, node_labels, &decoded);
+    };
     if joined.unidentified > 0 {
         tracing::warn!(
             series = joined.unidentified,
@@ -100,6 +94,40 @@ pub async fn poll_once(
         );
     }
     PollOutcome::Joined { joined, failures }
+}
+
+/// Decodes the answers one at a time and joins each as it comes, recording the queries that
+/// failed or warned; `None` when no query answered.
+///
+/// The info answer goes first, since it settles which of duplicate series counts, and stays
+/// decoded to the end because the join keeps borrowing its labels. Every other answer is
+/// dropped as soon as it is joined: with thousands of GPUs each decoded answer holds tens of
+/// megabytes of label maps, and holding all of them at once would set the service's peak
+/// memory.
+fn join_as_decoded(
+    family: &ExporterFamily,
+    node_labels: &[String],
+    answers: &[(Query, Result<Answer, QueryError>)],
+    failures: &mut Vec<Failure>,
+) -> Option<Joined> {
+    let is_info = |query: &Query| matches!(query, Query::Info);
+    let info = answers
+        .iter()
+        .filter(|(query, _)| is_info(query))
+        .find_map(|(query, answer)| accept(family, *query, answer, failures));
+
+    let mut table = GpuTable::new(family, node_labels);
+    let mut answered = usize::from(info.is_some());
+    if let Some((_, vector)) = &info {
+        table.add_info(&vector.samples);
+    }
+    for (query, answer) in answers.iter().filter(|(query, _)| !is_info(query)) {
+        if let Some((query, vector)) = accept(family, *query, answer, failures) {
+            table.add(query, &vector.samples);
+            answered += 1;
+        }
+    }
+    (answered > 0).then(|| table.finish())
 }
 
 async fn ask(client: &Client, promql: &str) -> Result<Answer, QueryError> {
@@ -149,8 +177,8 @@ fn accept<'a>(
     }
 }
 
-/// Joins one poll's decoded answers into GPUs: the info answer first, since it settles which
-/// of duplicate series counts.
+/// Joins answers that are already decoded, the info answer first: what a poll does, for
+/// callers that hold every answer at once, such as benchmarks and the fuzz target.
 pub fn join_answers(
     family: &ExporterFamily,
     node_labels: &[String],
@@ -163,11 +191,7 @@ pub fn join_answers(
         }
     }
     for (query, vector) in decoded {
-        match query {
-            Query::Value(metric) => table.add_values(metric, &vector.samples),
-            Query::Targets => table.add_targets(&vector.samples),
-            Query::Info => {}
-        }
+        table.add(*query, &vector.samples);
     }
     table.finish()
 }

@@ -32,11 +32,17 @@ impl std::fmt::Debug for Fragment {
 
 impl Fragment {
     /// Compresses `raw` once.
-    pub fn new(raw: Vec<u8>) -> Self {
+    ///
+    /// Both forms are trimmed to their length, since the snapshot keeps them as long as it
+    /// is served.
+    pub fn new(mut raw: Vec<u8>) -> Self {
         let mut crc = crc32fast::Hasher::new();
         crc.update(&raw);
+        let mut deflate = deflate_sync(&raw);
+        raw.shrink_to_fit();
+        deflate.shrink_to_fit();
         Fragment {
-            deflate: Bytes::from(deflate_sync(&raw)),
+            deflate: Bytes::from(deflate),
             raw: Bytes::from(raw),
             crc,
         }
@@ -59,14 +65,27 @@ impl Fragment {
     ///
     /// Joins the already compressed forms (separators as stored blocks) instead of
     /// compressing again, so a whole-cluster body costs one copy of its nodes' fragments.
+    /// Both buffers are sized exactly before copying: a snapshot keeps them for its whole
+    /// life, and a buffer grown by doubling would keep up to half of itself unused.
     pub fn join<'a>(parts: impl IntoIterator<Item = &'a Fragment>, separator: &[u8]) -> Self {
-        let mut raw = Vec::new();
-        let mut deflate = Vec::new();
+        let parts: Vec<&Fragment> = parts.into_iter().collect();
+        let gaps = parts.len().saturating_sub(1);
+        let stored_separator = if separator.is_empty() {
+            Vec::new()
+        } else {
+            stored_block(separator, false)
+        };
+        let raw_len = parts.iter().map(|p| p.raw.len()).sum::<usize>() + gaps * separator.len();
+        let deflate_len =
+            parts.iter().map(|p| p.deflate.len()).sum::<usize>() + gaps * stored_separator.len();
+
+        let mut raw = Vec::with_capacity(raw_len);
+        let mut deflate = Vec::with_capacity(deflate_len);
         let mut crc = crc32fast::Hasher::new();
         for (i, part) in parts.into_iter().enumerate() {
             if i > 0 && !separator.is_empty() {
                 raw.extend_from_slice(separator);
-                deflate.extend_from_slice(&stored_block(separator, false));
+                deflate.extend_from_slice(&stored_separator);
                 crc.update(separator);
             }
             raw.extend_from_slice(&part.raw);

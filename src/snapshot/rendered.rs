@@ -81,11 +81,23 @@ impl Rendered {
 }
 
 impl View {
+    /// `head`, the nodes' fragments separated by commas, and `tail`, joined in one copy.
     fn wrapped(per_node: Vec<Fragment>, head: &'static [u8], tail: Vec<u8>) -> Self {
-        let body = Fragment::join(&per_node, b",");
-        let parts = [Fragment::literal(head), body, Fragment::literal(tail)];
+        let (head, comma, tail) = (
+            Fragment::literal(head),
+            Fragment::literal(&b","[..]),
+            Fragment::literal(tail),
+        );
+        let separated = per_node
+            .iter()
+            .enumerate()
+            .flat_map(|(i, node)| [(i > 0).then_some(&comma), Some(node)])
+            .flatten();
+        let parts = std::iter::once(&head)
+            .chain(separated)
+            .chain(std::iter::once(&tail));
         View {
-            whole: Fragment::join(&parts, b""),
+            whole: Fragment::join(parts, b""),
             per_node,
         }
     }
