@@ -9,6 +9,12 @@ use gpu_monitoring_api::{Application, shutdown, telemetry};
 /// `EX_USAGE` from sysexits.h: the configuration or command line is wrong.
 const EXIT_USAGE: u8 = 64;
 
+/// jemalloc, configured in `.cargo/config.toml` to hand memory a poll has freed back to the
+/// system within a second, so that resident memory follows what the service holds rather
+/// than its peak during the largest poll so far.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
