@@ -586,6 +586,20 @@ async fn a_node_name_that_is_not_utf8_is_a_400_envelope_not_a_plain_text_rejecti
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_query_value_that_is_not_utf8_is_a_400_naming_the_parameter_not_an_empty_filter() {
+    let store = published(snapshot(1, vec![]), healthy());
+
+    let (status, body) = get(app(store.clone()), "/api/v1/gpu/metrics?node=%ff").await;
+    let (spaced, _) = get(app(store), "/api/v1/gpu/utilization?node=a+b,c%20d").await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], json!("bad_request"));
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("\"node\""), "{message}");
+    assert_eq!(spaced, StatusCode::OK, "+ and %20 still decode to spaces");
+}
+
+#[tokio::test(start_paused = true)]
 async fn etags_of_another_process_with_the_same_generation_do_not_match() {
     let ours = published(snapshot(5, vec![]), healthy());
     let theirs = Snapshot::new(

@@ -20,11 +20,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let pairs = url::form_urlencoded::parse(query.as_bytes())
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect();
+        let pairs = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(decode_pair)
+            .collect::<Result<_, _>>()?;
         Ok(Params { pairs })
     }
+}
+
+/// `name=value` as a form encodes it (`+` for a space, `%XX` for a byte), refusing bytes that
+/// are not UTF-8 once decoded: a lossy decoding would turn them into U+FFFD and match
+/// nothing, where the caller deserves to hear that the value is malformed.
+fn decode_pair(pair: &str) -> Result<(String, String), ApiError> {
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let name = decode(name).ok_or_else(|| {
+        ApiError::BadParameter("a query parameter name is not UTF-8 once decoded".to_owned())
+    })?;
+    let value = decode(value).ok_or_else(|| {
+        ApiError::BadParameter(format!(
+            "query parameter {:?} is not UTF-8 once decoded",
+            abbreviate(&name)
+        ))
+    })?;
+    Ok((name, value))
+}
+
+fn decode(text: &str) -> Option<String> {
+    let spaced = text.replace('+', " ");
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
+    String::from_utf8(bytes).ok()
 }
 
 impl Params {
