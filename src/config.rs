@@ -19,7 +19,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::prometheus::{Auth, BearerToken, read_secret_file, userinfo_auth};
+use crate::prometheus::{Auth, BearerToken, file_problem, read_secret_file, userinfo_auth};
 
 /// The documented defaults, which are also the first layer.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -208,12 +208,9 @@ impl Config {
         read.unknown_keys();
 
         let server = read.server(port);
-        let mut prometheus = read.prometheus();
-        let mut poller = read.poller();
-        if let (Some(prometheus), Some(poller)) = (&mut prometheus, &mut poller) {
-            read.fit_defaults(prometheus, poller);
-            read.check_timing(prometheus, poller);
-        }
+        let timing = read.timing();
+        let prometheus = read.prometheus(timing.as_ref());
+        let poller = read.poller(timing.as_ref());
 
         match (server, prometheus, poller) {
             (Some(server), Some(prometheus), Some(poller)) if read.problems.is_empty() => {
@@ -241,8 +238,13 @@ fn layers(cli: &Cli) -> Result<Figment, ConfigError> {
 
     if let Some(path) = &cli.config {
         if !path.is_file() {
+            let problem = if path.is_dir() {
+                "it is a directory, not a file"
+            } else {
+                "no such file"
+            };
             return Err(ConfigError {
-                problems: vec![format!("config file {}: no such file", path.display())],
+                problems: vec![format!("config file {}: {problem}", path.display())],
             });
         }
         let file = Toml::file_exact(path);
@@ -343,6 +345,13 @@ fn port_override(cli: &Cli) -> Result<Option<u16>, ConfigError> {
     Ok(cli.listen.is_none().then_some(port))
 }
 
+/// `poller.interval`, `prometheus.query_timeout` and `poller.stale_after`, as they will be used.
+struct Timing {
+    interval: Duration,
+    query_timeout: Duration,
+    stale_after: Duration,
+}
+
 /// Reads keys one at a time, so that one bad key does not hide the next.
 struct Reader<'a> {
     figment: &'a Figment,
@@ -382,9 +391,25 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn prometheus(&mut self) -> Option<PrometheusConfig> {
-        let url = self.url("prometheus.url");
+    /// The durations that must agree with each other, read apart from the rest of their
+    /// sections, so that a mistake elsewhere in a section does not hide a disagreement.
+    fn timing(&mut self) -> Option<Timing> {
+        let interval = self.duration("poller.interval");
         let query_timeout = self.duration("prometheus.query_timeout");
+        let stale_after = self.duration("poller.stale_after");
+
+        let mut timing = Timing {
+            interval: interval?,
+            query_timeout: query_timeout?,
+            stale_after: stale_after?,
+        };
+        self.fit_defaults(&mut timing);
+        self.check_timing(&timing);
+        Some(timing)
+    }
+
+    fn prometheus(&mut self, timing: Option<&Timing>) -> Option<PrometheusConfig> {
+        let url = self.url("prometheus.url");
         let max_response_bytes = self.byte_size("prometheus.max_response_bytes");
         let auth = self.credentials(url.as_ref());
         let ca_certificates = self.ca_bundle("prometheus.ca_file");
@@ -396,7 +421,7 @@ impl<'a> Reader<'a> {
         let _ = url.set_password(None);
         Some(PrometheusConfig {
             url,
-            query_timeout: query_timeout?,
+            query_timeout: timing?.query_timeout,
             max_response_bytes: max_response_bytes?,
             auth: auth?,
             ca_certificates: ca_certificates?,
@@ -459,7 +484,7 @@ impl<'a> Reader<'a> {
         let pem = match std::fs::read(&path) {
             Ok(pem) => pem,
             Err(error) => {
-                let reason = error.kind();
+                let reason = file_problem(error.kind());
                 return self.fail(key, format!("cannot read {}: {reason}", path.display()));
             }
         };
@@ -469,16 +494,15 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn poller(&mut self) -> Option<PollerConfig> {
-        let interval = self.duration("poller.interval");
-        let stale_after = self.duration("poller.stale_after");
+    fn poller(&mut self, timing: Option<&Timing>) -> Option<PollerConfig> {
         let node_labels = self.label_names("poller.node_labels");
         let gpu_stale_after = self.duration("poller.gpu_stale_after");
         let missing_after = self.duration("poller.missing_after");
 
+        let timing = timing?;
         Some(PollerConfig {
-            interval: interval?,
-            stale_after: stale_after?,
+            interval: timing.interval,
+            stale_after: timing.stale_after,
             node_labels: node_labels?,
             gpu_stale_after: gpu_stale_after?,
             missing_after: missing_after?,
@@ -489,46 +513,46 @@ impl<'a> Reader<'a> {
     /// them, so that turning the one knob users turn most (`poller.interval`) needs no
     /// other change: the query timeout shrinks to 3/4 of a short interval, and data counts
     /// as stale after three missed polls of a long one.
-    fn fit_defaults(&self, prometheus: &mut PrometheusConfig, poller: &mut PollerConfig) {
+    fn fit_defaults(&self, timing: &mut Timing) {
         if self.is_default("prometheus.query_timeout") {
-            prometheus.query_timeout = prometheus.query_timeout.min(poller.interval * 3 / 4);
+            timing.query_timeout = timing.query_timeout.min(timing.interval * 3 / 4);
         }
         if self.is_default("poller.stale_after") {
-            poller.stale_after = poller.stale_after.max(poller.interval * 3);
+            timing.stale_after = timing.stale_after.max(timing.interval * 3);
         }
     }
 
-    fn check_timing(&mut self, prometheus: &PrometheusConfig, poller: &PollerConfig) {
+    fn check_timing(&mut self, timing: &Timing) {
         let show = |d: Duration| humantime::format_duration(d).to_string();
-        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&poller.interval) {
+        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&timing.interval) {
             self.problem(
                 "poller.interval",
                 format!(
                     "{} is outside {} to {}: shorter polls only load Prometheus, whose \
                      exporters are scraped far less often, and longer ones serve day-old data",
-                    show(poller.interval),
+                    show(timing.interval),
                     show(MIN_INTERVAL),
                     show(MAX_INTERVAL)
                 ),
             );
         }
-        if prometheus.query_timeout >= poller.interval {
+        if timing.query_timeout >= timing.interval {
             self.problem(
                 "prometheus.query_timeout",
                 format!(
                     "{} must be shorter than poller.interval ({}), or polls would overlap",
-                    show(prometheus.query_timeout),
-                    show(poller.interval)
+                    show(timing.query_timeout),
+                    show(timing.interval)
                 ),
             );
         }
-        if poller.stale_after < poller.interval {
+        if timing.stale_after < timing.interval {
             self.problem(
                 "poller.stale_after",
                 format!(
                     "{} must be at least poller.interval ({}), or every answer would be stale",
-                    show(poller.stale_after),
-                    show(poller.interval)
+                    show(timing.stale_after),
+                    show(timing.interval)
                 ),
             );
         }
@@ -599,7 +623,10 @@ impl<'a> Reader<'a> {
             Size::Bytes(bytes) => bytes,
             Size::Text(text) => match text.trim().parse::<bytesize::ByteSize>() {
                 Ok(size) => size.as_u64(),
-                Err(error) => return self.fail(key, format!("{text:?} is not a size: {error}")),
+                Err(_) => {
+                    let expected = "a size such as \"64MiB\" or \"500KB\", or a number of bytes";
+                    return self.fail(key, format!("{text:?} is not {expected}"));
+                }
             },
         };
         if bytes == 0 {
@@ -857,6 +884,33 @@ mod tests {
         assert!(found.iter().any(|p| p.starts_with("server.listen:")));
         assert!(found.iter().any(|p| p.starts_with("prometheus.url:")));
         assert!(found.iter().any(|p| p.starts_with("poller.interval:")));
+    }
+
+    #[test]
+    fn timing_disagreements_are_reported_beside_other_mistakes_in_their_sections() {
+        let found = problems(
+            "[poller]\ninterval = \"5s\"\nnode_labels = []\n\
+             [prometheus]\nquery_timeout = \"10s\"\nurl = \"prom:9090\"",
+        );
+
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found.iter().any(|p| p.starts_with("poller.node_labels:")));
+        assert!(found.iter().any(|p| p.starts_with("prometheus.url:")));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("10s must be shorter than poller.interval (5s)")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_config_path_that_is_a_directory_is_named_as_one() {
+        let cli = Cli::try_parse_from(["gpu-monitoring-api", "--config", "/"]).expect("flags");
+
+        let found = Config::load(&cli).expect_err("a directory").problems;
+
+        assert_eq!(found, ["config file /: it is a directory, not a file"]);
     }
 
     #[test]
@@ -1119,7 +1173,7 @@ mod tests {
         let found = problems("[prometheus]\nbearer_token_file = \"/nonexistent/token\"");
         assert_eq!(
             found,
-            vec!["prometheus.bearer_token_file: cannot read /nonexistent/token: entity not found"]
+            vec!["prometheus.bearer_token_file: cannot read /nonexistent/token: no such file"]
         );
         let found =
             problems("[prometheus]\nusername = \"grafana\"\npassword_file = \"/nonexistent/pw\"");

@@ -30,11 +30,11 @@ pub enum Auth {
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     /// The file is missing or not ours to read.
-    #[error("cannot read {}: {reason}", path.display())]
+    #[error("cannot read {}: {}", path.display(), file_problem(*reason))]
     Unreadable {
         /// The file.
         path: PathBuf,
-        /// The I/O error's kind, such as "entity not found".
+        /// The I/O error's kind, such as `NotFound`.
         reason: std::io::ErrorKind,
     },
     /// Only whitespace, which would send an empty credential.
@@ -63,6 +63,19 @@ async fn read_secret_file_async(path: &Path) -> Result<SecretString, CredentialE
         .await
         .map_err(|e| unreadable(path, &e))?;
     check_secret(path, text)
+}
+
+/// Why a file could not be read, in the words people use for files rather than the standard
+/// library's ("entity not found"), and without the OS error number.
+pub fn file_problem(kind: std::io::ErrorKind) -> String {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::NotFound => "no such file".to_owned(),
+        ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        ErrorKind::IsADirectory => "it is a directory, not a file".to_owned(),
+        ErrorKind::InvalidData => "it is not UTF-8 text".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 fn unreadable(path: &Path, error: &std::io::Error) -> CredentialError {
@@ -199,7 +212,7 @@ mod tests {
     fn a_missing_or_blank_file_is_refused() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let missing = read_secret_file(&dir.path().join("nope")).expect_err("missing");
-        assert!(missing.to_string().contains("not found"), "{missing}");
+        assert!(missing.to_string().ends_with("nope: no such file"), "{missing}");
 
         let blank = dir.path().join("blank");
         std::fs::write(&blank, " \n").expect("write blank");

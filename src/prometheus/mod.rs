@@ -7,7 +7,7 @@ mod auth;
 mod client;
 mod response;
 
-pub use auth::{Auth, BearerToken, CredentialError, read_secret_file};
+pub use auth::{Auth, BearerToken, CredentialError, file_problem, read_secret_file};
 pub use client::{
     Answer, Client, DEFAULT_MAX_RESPONSE_BYTES, Options, QueryError, redact as redact_url,
     userinfo_auth,
