@@ -10,11 +10,24 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber, writing to stderr, coloured only on a terminal so that
 /// collected logs carry no escape codes.
+///
+/// A `RUST_LOG` that is not a valid filter is reported once logging works, rather than
+/// ignored: an operator who asked for `debug` should learn why none appears.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let requested = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let parsed = requested.as_deref().map(EnvFilter::try_new);
+    let (filter, invalid) = match parsed {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(error)) => (EnvFilter::new("info"), Some(error)),
+        None => (EnvFilter::new("info"), None),
+    };
+
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if let Some(error) = invalid {
+        tracing::warn!(error = %error, "RUST_LOG is not a valid filter; logging at info");
+    }
 }
