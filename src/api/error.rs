@@ -42,7 +42,7 @@ pub enum ApiError {
     #[error("{0} requests are being answered, the most this service allows; retry shortly")]
     Overloaded(usize),
     /// The method and URI together are longer than the service reads.
-    #[error("the request line is longer than {0} bytes")]
+    #[error("the method and URI are longer than {0} bytes")]
     UriTooLong(usize),
 }
 
