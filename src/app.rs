@@ -159,6 +159,12 @@ async fn serve(
             accepted = Listener::accept(&mut listener) => accepted,
             () = stop.cancelled() => break,
         };
+        // A body goes out in several writes (the shared bytes, then this response's own
+        // tail); with Nagle's algorithm the last small one waits for the client's delayed
+        // ACK, some 40 ms, so small writes are sent at once.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(error = %error, "cannot disable Nagle's algorithm on a connection");
+        }
         let service = TowerToHyperService::new(router.clone());
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
         // Not fire-and-forget: `connections` watches it, and shutdown waits for it below.
