@@ -336,6 +336,21 @@ async fn cors_allows_listed_origins_only_and_never_credentials() {
         .to_str()
         .expect("ascii");
     assert!(methods.contains("GET") && methods.contains("HEAD") && !methods.contains("POST"));
+    let allowed_headers = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .expect("ascii");
+    for name in ["if-none-match", "if-modified-since", "last-event-id"] {
+        assert!(allowed_headers.contains(name), "{allowed_headers}");
+    }
+
+    // A page on another origin can read the validators it must send back.
+    let exposed = any[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        exposed.contains("etag") && exposed.contains("last-modified"),
+        "{exposed}"
+    );
 }
 
 fn request(uri: &str, headers: &[(header::HeaderName, &str)]) -> Request<Body> {

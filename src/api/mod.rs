@@ -20,6 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, header};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -159,12 +160,20 @@ fn cors(origins: &AllowedOrigins) -> CorsLayer {
         AllowedOrigins::Any => (AllowOrigin::any(), vec![]),
         AllowedOrigins::List(list) => (
             AllowOrigin::list(list.iter().cloned()),
-            vec![axum::http::header::ORIGIN],
+            vec![header::ORIGIN],
         ),
     };
     CorsLayer::new()
         .allow_origin(allow_origin)
         .vary(vary)
+        // What a dashboard on another origin needs to revalidate and resume by itself: send
+        // the conditional and resume headers, and read the validators and back-off hints.
+        .allow_headers([
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::ETAG, header::LAST_MODIFIED, header::RETRY_AFTER])
         .allow_methods([
             axum::http::Method::GET,
             axum::http::Method::HEAD,
