@@ -212,7 +212,10 @@ mod tests {
     fn a_missing_or_blank_file_is_refused() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let missing = read_secret_file(&dir.path().join("nope")).expect_err("missing");
-        assert!(missing.to_string().ends_with("nope: no such file"), "{missing}");
+        assert!(
+            missing.to_string().ends_with("nope: no such file"),
+            "{missing}"
+        );
 
         let blank = dir.path().join("blank");
         std::fs::write(&blank, " \n").expect("write blank");
