@@ -10,7 +10,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use gpu_monitoring_api::api::{self, AppState, HttpSettings};
 use gpu_monitoring_api::config::AllowedOrigins;
 use gpu_monitoring_api::snapshot::{
-    Gpu, GpuId, NodeName, PollStatus, QueryFailure, Snapshot, Store,
+    Gpu, GpuId, GpuStatus, NodeName, PollStatus, QueryFailure, Snapshot, Store,
 };
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -137,6 +137,30 @@ async fn age_is_exact_at_each_response_and_turns_stale_past_stale_after() {
     assert_eq!(stale["snapshot"]["stale"], json!(true));
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["data"]["status"], json!("degraded"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_is_degraded_when_polls_succeed_but_no_gpu_has_live_readings() {
+    let mut gpus = vec![gpu("a", "0000", 0, None), gpu("a", "0001", 1, None)];
+    gpus[0].status = GpuStatus::Stale;
+    gpus[1].status = GpuStatus::Missing;
+    let dead = Snapshot::new(1, SystemTime::now(), Instant::now(), gpus, vec![]);
+    let one_live = {
+        let mut gpus = vec![gpu("a", "0000", 0, None), gpu("a", "0001", 1, Some(0.5))];
+        gpus[0].status = GpuStatus::Stale;
+        Snapshot::new(1, SystemTime::now(), Instant::now(), gpus, vec![])
+    };
+
+    let (code, dead) = get(app(published(dead, healthy())), "/api/health").await;
+    let (_, live) = get(app(published(one_live, healthy())), "/api/health").await;
+
+    assert_eq!(code, StatusCode::OK, "data is still served");
+    assert_eq!(dead["data"]["status"], json!("degraded"));
+    assert_eq!(
+        dead["data"]["gpus"],
+        json!({"ok": 0, "stale": 1, "missing": 1})
+    );
+    assert_eq!(live["data"]["status"], json!("ok"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -73,8 +73,8 @@ pub async fn health(State(state): State<Arc<AppState>>, _: NoParams) -> Response
 }
 
 const OK: &str = "serving fresh data from complete polls";
-const DEGRADED: &str =
-    "serving data, but the latest poll failed, was partial, or the data is stale";
+const DEGRADED: &str = "serving data, but the latest poll failed, was partial, or the data is \
+     stale, or no GPU has live readings";
 
 /// 503 with the diagnosis in `data` and the same error as every other endpoint gives then.
 fn unavailable(data: Health<'_>) -> Response {
@@ -98,7 +98,11 @@ fn verdict(snapshot: Option<&Snapshot>, poll: &PollStatus, state: &AppState) -> 
     };
     let stale =
         Instant::now().saturating_duration_since(snapshot.collected_instant) > state.stale_after;
-    if poll.healthy() && snapshot.complete() && !stale {
+    // Polls that succeed while every exporter is down or failing bring no live reading at
+    // all; that is no more "ok" than a poll that fails.
+    let counts = snapshot.statuses;
+    let nothing_live = counts.ok == 0 && counts.stale + counts.missing > 0;
+    if poll.healthy() && snapshot.complete() && !stale && !nothing_live {
         Status::Ok
     } else {
         Status::Degraded
