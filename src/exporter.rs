@@ -120,6 +120,13 @@ pub enum Query {
     Targets,
 }
 
+impl Query {
+    /// True for the info query, whose answer the join needs before any other.
+    pub fn is_info(self) -> bool {
+        matches!(self, Query::Info)
+    }
+}
+
 impl ExporterFamily {
     /// Every query of a poll, in a fixed order: readings, info, targets.
     pub fn queries(&'static self) -> impl Iterator<Item = Query> {

@@ -1,5 +1,6 @@
 //! One poll: every query of a family, concurrently, joined into GPUs.
 
+use std::borrow::Borrow;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -98,36 +99,22 @@ pub async fn poll_once(
 
 /// Decodes the answers one at a time and joins each as it comes, recording the queries that
 /// failed or warned; `None` when no query answered.
-///
-/// The info answer goes first, since it settles which of duplicate series counts, and stays
-/// decoded to the end because the join keeps borrowing its labels. Every other answer is
-/// dropped as soon as it is joined: with thousands of GPUs each decoded answer holds tens of
-/// megabytes of label maps, and holding all of them at once would set the service's peak
-/// memory.
 fn join_as_decoded(
     family: &ExporterFamily,
     node_labels: &[String],
     answers: &[(Query, Result<Answer, QueryError>)],
     failures: &mut Vec<Failure>,
 ) -> Option<Joined> {
-    let is_info = |query: &Query| matches!(query, Query::Info);
     let info = answers
         .iter()
-        .filter(|(query, _)| is_info(query))
-        .find_map(|(query, answer)| accept(family, *query, answer, failures));
-
-    let mut table = GpuTable::new(family, node_labels);
-    let mut answered = usize::from(info.is_some());
-    if let Some((_, vector)) = &info {
-        table.add_info(&vector.samples);
-    }
-    for (query, answer) in answers.iter().filter(|(query, _)| !is_info(query)) {
-        if let Some((query, vector)) = accept(family, *query, answer, failures) {
-            table.add(query, &vector.samples);
-            answered += 1;
-        }
-    }
-    (answered > 0).then(|| table.finish())
+        .filter(|(query, _)| query.is_info())
+        .find_map(|(query, answer)| accept(family, *query, answer, failures))
+        .map(|(_, vector)| vector);
+    let others = answers
+        .iter()
+        .filter(|(query, _)| !query.is_info())
+        .filter_map(|(query, answer)| accept(family, *query, answer, failures));
+    join_in_order(family, node_labels, info.as_ref(), others)
 }
 
 async fn ask(client: &Client, promql: &str) -> Result<Answer, QueryError> {
@@ -177,21 +164,45 @@ fn accept<'a>(
     }
 }
 
-/// Joins answers that are already decoded, the info answer first: what a poll does, for
-/// callers that hold every answer at once, such as benchmarks and the fuzz target.
+/// Joins answers that are already decoded: what a poll does, for callers that hold every
+/// answer at once, such as benchmarks and the fuzz target.
 pub fn join_answers(
     family: &ExporterFamily,
     node_labels: &[String],
     decoded: &[(Query, Vector<'_>)],
 ) -> Joined {
+    let info = decoded
+        .iter()
+        .find(|(query, _)| query.is_info())
+        .map(|(_, vector)| vector);
+    let others = decoded
+        .iter()
+        .filter(|(query, _)| !query.is_info())
+        .map(|(query, vector)| (*query, vector));
+    join_in_order(family, node_labels, info, others).unwrap_or_default()
+}
+
+/// Joins the info answer, then every other answer in turn; `None` when there was none.
+///
+/// The info answer goes first, since it settles which of duplicate series counts, and is
+/// borrowed to the end because the join keeps its labels. Every other answer can be dropped
+/// as soon as it is joined: with thousands of GPUs each decoded answer holds tens of
+/// megabytes of label maps, and a poll that held all of them at once would set the
+/// service's peak memory.
+fn join_in_order<'i, 'r, V: Borrow<Vector<'r>>>(
+    family: &ExporterFamily,
+    node_labels: &[String],
+    info: Option<&'i Vector<'i>>,
+    others: impl IntoIterator<Item = (Query, V)>,
+) -> Option<Joined> {
     let mut table = GpuTable::new(family, node_labels);
-    for (query, vector) in decoded {
-        if let Query::Info = query {
-            table.add_info(&vector.samples);
-        }
+    let mut answered = usize::from(info.is_some());
+    if let Some(vector) = info {
+        table.add_info(&vector.samples);
     }
-    for (query, vector) in decoded {
-        table.add(*query, &vector.samples);
+    for (query, vector) in others {
+        table.add(query, &vector.borrow().samples);
+        answered += 1;
     }
-    table.finish()
+    (answered > 0).then(|| table.finish())
 }
