@@ -61,33 +61,19 @@ impl Fragment {
         }
     }
 
-    /// The fragments one after another, with `separator` between them, as one fragment.
+    /// The fragments one after another, as one fragment.
     ///
-    /// Joins the already compressed forms (separators as stored blocks) instead of
-    /// compressing again, so a whole-cluster body costs one copy of its nodes' fragments.
-    /// Both buffers are sized exactly before copying: a snapshot keeps them for its whole
-    /// life, and a buffer grown by doubling would keep up to half of itself unused.
-    pub fn join<'a>(parts: impl IntoIterator<Item = &'a Fragment>, separator: &[u8]) -> Self {
+    /// Joins the already compressed forms instead of compressing again, so a whole-cluster
+    /// body costs one copy of its nodes' fragments; separators are fragments too, made with
+    /// [`Fragment::literal`]. Both buffers are sized exactly before copying: a snapshot keeps
+    /// them for its whole life, and a buffer grown by doubling would keep up to half of itself
+    /// unused.
+    pub fn join<'a>(parts: impl IntoIterator<Item = &'a Fragment>) -> Self {
         let parts: Vec<&Fragment> = parts.into_iter().collect();
-        let gaps = parts.len().saturating_sub(1);
-        let stored_separator = if separator.is_empty() {
-            Vec::new()
-        } else {
-            stored_block(separator, false)
-        };
-        let raw_len = parts.iter().map(|p| p.raw.len()).sum::<usize>() + gaps * separator.len();
-        let deflate_len =
-            parts.iter().map(|p| p.deflate.len()).sum::<usize>() + gaps * stored_separator.len();
-
-        let mut raw = Vec::with_capacity(raw_len);
-        let mut deflate = Vec::with_capacity(deflate_len);
+        let mut raw = Vec::with_capacity(parts.iter().map(|p| p.raw.len()).sum());
+        let mut deflate = Vec::with_capacity(parts.iter().map(|p| p.deflate.len()).sum());
         let mut crc = crc32fast::Hasher::new();
-        for (i, part) in parts.into_iter().enumerate() {
-            if i > 0 && !separator.is_empty() {
-                raw.extend_from_slice(separator);
-                deflate.extend_from_slice(&stored_separator);
-                crc.update(separator);
-            }
+        for part in parts {
             raw.extend_from_slice(&part.raw);
             deflate.extend_from_slice(&part.deflate);
             crc.combine(&part.crc);
@@ -171,10 +157,11 @@ mod tests {
     fn joined_fragments_inflate_to_the_joined_json_with_a_combined_checksum() {
         let parts = [
             Fragment::new(b"[1,2]".to_vec()),
+            Fragment::literal(&b","[..]),
             Fragment::new(b"[3]".to_vec()),
         ];
 
-        let joined = Fragment::join(&parts, b",");
+        let joined = Fragment::join(&parts);
 
         assert_eq!(joined.raw.as_ref(), b"[1,2],[3]");
         assert_eq!(inflate(&finished(&joined.deflate)), b"[1,2],[3]");

@@ -97,7 +97,7 @@ impl View {
             .chain(separated)
             .chain(std::iter::once(&tail));
         View {
-            whole: Fragment::join(parts, b""),
+            whole: Fragment::join(parts),
             per_node,
         }
     }
