@@ -27,26 +27,22 @@ pub struct Validators<'a> {
 }
 
 impl<'a> Validators<'a> {
-    /// Validators for `view` of `generation`, filtered to `nodes` if given, in `encoding`.
+    /// Validators for `view` of the snapshot named `tag` ([`crate::snapshot::Snapshot::tag`]),
+    /// filtered to `nodes` if given, in `encoding`.
     pub fn new(
-        generation: u64,
+        tag: &str,
         view: &str,
         nodes: Option<&[NodeName]>,
         encoding: Encoding,
         last_modified: (SystemTime, &'a HeaderValue),
         until_next_poll: Duration,
     ) -> Self {
-        // The generation alone repeats across restarts and replicas (each counts from 1), so
-        // the tag also carries when the snapshot was made: another process's generation 4
-        // is not this one's.
-        let made = last_modified
-            .0
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-
         // Written piece by piece into one buffer: this runs on every request, 304s included.
         let mut etag = String::with_capacity(64);
-        write!(etag, "W/\"{generation}.{made:x}-{view}").expect("a String takes any text");
+        etag.push_str("W/\"");
+        etag.push_str(tag);
+        etag.push('-');
+        etag.push_str(view);
         if let Some(names) = nodes {
             write!(etag, "-{:016x}", digest(names)).expect("a String takes any text");
         }
@@ -146,6 +142,7 @@ fn coding_and_q(item: &str) -> (String, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Snapshot;
 
     fn accept(value: &str) -> Encoding {
         let mut headers = HeaderMap::new();
@@ -172,7 +169,7 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(0x1a2b);
         let tag = |generation, view, nodes: Option<&[NodeName]>, encoding| {
             Validators::new(
-                generation,
+                &Snapshot::tag_of(generation, at),
                 view,
                 nodes,
                 encoding,
@@ -192,7 +189,7 @@ mod tests {
         let date = HeaderValue::from_static("");
         let a_millisecond_later = (at + Duration::from_millis(1), &date);
         let elsewhere = Validators::new(
-            3,
+            &Snapshot::tag_of(3, a_millisecond_later.0),
             "metrics",
             None,
             Encoding::Identity,
@@ -205,12 +202,13 @@ mod tests {
     #[test]
     fn if_none_match_compares_weakly_and_wins_over_if_modified_since() {
         let date = HeaderValue::from_static("");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(0xff);
         let v = Validators::new(
-            3,
+            &Snapshot::tag_of(3, at),
             "metrics",
             None,
             Encoding::Identity,
-            (SystemTime::UNIX_EPOCH + Duration::from_millis(0xff), &date),
+            (at, &date),
             Duration::ZERO,
         );
         let mut request = HeaderMap::new();
@@ -236,7 +234,7 @@ mod tests {
         let date = HeaderValue::from_static("");
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_292_000_900);
         let v = Validators::new(
-            3,
+            &Snapshot::tag_of(3, at),
             "metrics",
             None,
             Encoding::Identity,

@@ -62,7 +62,7 @@ pub fn respond(
 ) -> Response {
     let encoding = negotiate(request);
     let validators = Validators::new(
-        snapshot.generation,
+        &snapshot.tag,
         answer.view,
         answer.nodes.as_deref(),
         encoding,

@@ -278,6 +278,8 @@ pub struct Snapshot {
     pub collected_at_text: String,
     /// `collected_at` as an HTTP date, for `Last-Modified`, formatted once.
     pub last_modified: axum::http::HeaderValue,
+    /// Names this snapshot in ETags, formatted once: see [`Snapshot::tag_of`].
+    pub tag: String,
 }
 
 impl Snapshot {
@@ -299,6 +301,7 @@ impl Snapshot {
         let average = summary::mean(gpus.iter().filter_map(|g| g.utilization_ratio));
         Snapshot {
             generation,
+            tag: Snapshot::tag_of(generation, collected_at),
             collected_at_text: humantime::format_rfc3339_millis(collected_at).to_string(),
             last_modified: axum::http::HeaderValue::from_str(&httpdate::fmt_http_date(
                 collected_at,
@@ -314,6 +317,16 @@ impl Snapshot {
             nodes,
             node_count,
         }
+    }
+
+    /// The generation and the millisecond the snapshot was made, in hexadecimal. The
+    /// generation alone repeats across restarts and replicas (each counts from 1): another
+    /// process's generation 4 is not this one's.
+    pub fn tag_of(generation: u64, collected_at: SystemTime) -> String {
+        let made = collected_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        format!("{generation}.{made:x}")
     }
 
     /// True when every query of the poll succeeded.
