@@ -48,8 +48,10 @@ fn decode_pair(pair: &str) -> Result<(String, String), ApiError> {
 
 fn decode(text: &str) -> Option<String> {
     let spaced = text.replace('+', " ");
-    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
-    String::from_utf8(bytes).ok()
+    let decoded = percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()?;
+    Some(decoded.into_owned())
 }
 
 impl Params {
